@@ -1,0 +1,100 @@
+//! The admin HTTP server every service runs: `/metrics`, `/healthz`,
+//! `/readyz` (SPEC §7).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+
+/// Why the admin server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot listen on {addr} for /metrics (metrics.addr): {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone)]
+struct AdminState {
+    registry: Registry,
+    health: Health,
+}
+
+/// A running admin server.
+#[derive(Debug)]
+pub struct AdminServer {
+    /// The bound address (useful when asked for port 0).
+    pub addr: SocketAddr,
+    pub task: JoinHandle<()>,
+}
+
+/// Binds `addr` and serves until `shutdown` is cancelled. Binding happens
+/// before this returns, so a taken port is an error at start, not later.
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Registry,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<AdminServer, AdminError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AdminState { registry, health });
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "Admin server failed.");
+        }
+    });
+    tracing::info!(%addr, "Serving /metrics, /healthz and /readyz.");
+    Ok(AdminServer { addr, task })
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let families = state.registry.gather();
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&families, &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            body,
+        )
+            .into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let readiness = state.health.readiness();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, readiness.report)
+}

@@ -1,0 +1,71 @@
+//! Command-line pieces every binary shares: the configuration flags and
+//! the mapping of failures to SPEC §7's exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{ConfigError, Layers, Settings};
+
+/// Flags that feed the configuration layers.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file; the environment and flags override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Sets any configuration key, e.g. `--set poll.interval=30s` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// A librdkafka property, e.g. `--kafka-property security.protocol=SASL_SSL` (repeatable).
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_property: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// The file, environment and flag layers, ready for more flags of the
+    /// binary's own.
+    pub fn layers(&self) -> Result<Layers, ConfigError> {
+        Layers::standard(self.config.as_deref(), &self.set, &self.kafka_property)
+    }
+
+    /// The validated settings.
+    pub fn load(&self) -> Result<Settings, ConfigError> {
+        Settings::load(&self.layers()?)
+    }
+}
+
+/// How a binary's run ended; `main` returns `exit_code()` of it.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad configuration or usage: exit 2.
+    Config(ConfigError),
+    /// Anything found while running: exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Self {
+        Failure::Config(error)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Runtime(error)
+    }
+}
+
+/// Prints the failure as one line on stderr (logging may not be set up
+/// yet) and gives the exit status: 0, 1 or 2.
+pub fn exit_code(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(error)) => {
+            eprintln!("error: configuration: {error}");
+            ExitCode::from(ConfigError::EXIT_CODE)
+        }
+        Err(Failure::Runtime(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Typed configuration shared by every binary (SPEC §7).
+//!
+//! Values come from three layers, each overriding the one before: a TOML
+//! file (`--config`), the environment (`ODA_CDC_<KEY>` with dots as `__`,
+//! plus a few short aliases), and command-line flags (`--set key=value`,
+//! `--kafka-property key=value`, and the binary's own flags). Unknown keys
+//! are rejected in every layer, so a typo never silently falls back to a
+//! default; every error names the key and where it came from, and the
+//! binaries exit with status 2 on it.
+
+mod duration;
+mod keys;
+mod layers;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use self::duration::HumanDuration;
+pub use self::keys::{KEYS, Key, KeyKind};
+pub use self::layers::{ENV_PREFIX, Layers, Origin};
+use crate::secret::Secret;
+
+/// What went wrong while reading the configuration. Every variant names the
+/// key (or file) so an operator can fix it from the one line printed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("unknown configuration key `{key}` (from {origin})")]
+    UnknownKey { key: String, origin: Origin },
+    #[error("invalid value for `{key}` (from {origin}): {message}")]
+    InvalidValue {
+        key: String,
+        origin: Origin,
+        message: String,
+    },
+    #[error("malformed setting `{text}` (from {origin}): expected key=value")]
+    Malformed { text: String, origin: Origin },
+}
+
+impl ConfigError {
+    /// The exit status SPEC §7 gives to bad configuration.
+    pub const EXIT_CODE: u8 = 2;
+}
+
+/// Wire format of the change events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Avro in the Confluent wire format, schemas in the registry.
+    Avro,
+    /// JSON envelopes, for setups without a registry.
+    #[default]
+    Json,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Delivery guarantee of a consumer processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Consume-transform-produce in Kafka transactions.
+    #[default]
+    ExactlyOnce,
+    /// Outputs acknowledged before offsets are committed; replays may duplicate.
+    AtLeastOnce,
+}
+
+/// The whole configuration. One file can serve every binary: each reads
+/// the sections it needs and ignores the rest.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub schema_registry: RegistrySettings,
+    #[serde(default)]
+    pub source: SourceSettings,
+    /// `avro` or `json`.
+    #[serde(default)]
+    pub format: Format,
+    /// Entity sets to capture; `None` means every real entity set.
+    #[serde(default)]
+    pub entities: Option<Vec<String>>,
+    /// Per-entity overrides, keyed by entity set name.
+    #[serde(default)]
+    pub entity: BTreeMap<String, EntityOverrides>,
+    #[serde(default)]
+    pub poll: PollSettings,
+    #[serde(default)]
+    pub reconcile: ReconcileSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+    #[serde(default)]
+    pub producer: ProducerSettings,
+    #[serde(default)]
+    pub consumer: ConsumerSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// Kafka connection and topic naming.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma-separated.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Prefix of every topic name (`<prefix>-sag`, `<prefix>-dlq`, …).
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// librdkafka settings passed through as they are (SASL, TLS, tuning).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: default_brokers(),
+            topic_prefix: default_topic_prefix(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_brokers() -> String {
+    "127.0.0.1:9092".to_owned()
+}
+
+fn default_topic_prefix() -> String {
+    "parliament".to_owned()
+}
+
+/// The Confluent-compatible schema registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// Base URL of the Confluent-compatible API.
+    #[serde(default = "default_registry_url")]
+    pub url: String,
+    /// Basic-auth user, if the registry wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic-auth password; never logged.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// PEM file of an extra CA to trust for the registry's TLS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            url: default_registry_url(),
+            username: None,
+            password: None,
+            ca_file: None,
+        }
+    }
+}
+
+fn default_registry_url() -> String {
+    "http://127.0.0.1:8081/apis/ccompat/v7".to_owned()
+}
+
+/// Where the ODA API lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    /// Base URL, `https://oda.ft.dk/api` unless pointed at `oda-sim`.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        Self {
+            base_url: default_base_url(),
+        }
+    }
+}
+
+fn default_base_url() -> String {
+    crate::DEFAULT_ODA_BASE_URL.to_owned()
+}
+
+/// Per-entity overrides of the global intervals and the fields to keep out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityOverrides {
+    pub poll_interval: Option<HumanDuration>,
+    pub reconcile_interval: Option<HumanDuration>,
+    /// Fields never published (personal data such as `Aktør.biografi`).
+    #[serde(default)]
+    pub exclude_fields: Vec<String>,
+}
+
+/// Change polling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSettings {
+    /// How often every entity set is polled.
+    #[serde(default = "default_poll_interval")]
+    pub interval: HumanDuration,
+    /// How far behind the cursor each poll re-reads, for late commits.
+    #[serde(default = "default_lookback")]
+    pub lookback: HumanDuration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self {
+            interval: default_poll_interval(),
+            lookback: default_lookback(),
+        }
+    }
+}
+
+fn default_poll_interval() -> HumanDuration {
+    HumanDuration::from_secs(5 * 60)
+}
+
+fn default_lookback() -> HumanDuration {
+    HumanDuration::from_secs(10 * 60)
+}
+
+/// Delete detection by id reconciliation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSettings {
+    #[serde(default = "default_reconcile_interval")]
+    pub interval: HumanDuration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            interval: default_reconcile_interval(),
+        }
+    }
+}
+
+fn default_reconcile_interval() -> HumanDuration {
+    HumanDuration::from_secs(24 * 60 * 60)
+}
+
+/// Politeness towards the source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Requests in flight at once, across all entity sets.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Requests per second; 0 turns the limit off.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: f64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: default_max_in_flight(),
+            rate_limit: default_rate_limit(),
+        }
+    }
+}
+
+fn default_max_in_flight() -> usize {
+    4
+}
+
+fn default_rate_limit() -> f64 {
+    5.0
+}
+
+/// The producer's identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSettings {
+    /// Kafka `transactional.id`; a second instance with the same one fences the first.
+    #[serde(default = "default_transactional_id")]
+    pub transactional_id: String,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self {
+            transactional_id: default_transactional_id(),
+        }
+    }
+}
+
+fn default_transactional_id() -> String {
+    "oda-producer".to_owned()
+}
+
+/// Consumer processors.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// Consumer group; defaults to the processor's name.
+    pub group: Option<String>,
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Dead-letter topic; defaults to `<prefix>-dlq`.
+    pub dlq_topic: Option<String>,
+    /// Attempts for a retryable error before the record is dead-lettered.
+    pub max_retries: Option<u32>,
+}
+
+/// The admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Listen address; each binary has its own default port.
+    pub addr: Option<SocketAddr>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Settings {
+    /// Reads the layers and checks the values that serde cannot.
+    pub fn load(layers: &Layers) -> Result<Self, ConfigError> {
+        let settings: Settings = layers.deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::InvalidValue {
+            key: key.to_owned(),
+            origin: Origin::Merged,
+            message: message.to_owned(),
+        };
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        if self.kafka.topic_prefix.trim().is_empty() {
+            return Err(invalid("kafka.topic_prefix", "must not be empty"));
+        }
+        for reserved in ["bootstrap.servers", "transactional.id", "group.id"] {
+            if self.kafka.properties.contains_key(reserved) {
+                let key = format!("kafka.properties.{reserved}");
+                return Err(invalid(
+                    &key,
+                    "set through kafka.brokers, producer.transactional_id or consumer.group instead",
+                ));
+            }
+        }
+        if self.poll.interval.is_zero() {
+            return Err(invalid("poll.interval", "must be longer than zero"));
+        }
+        if self.http.max_in_flight == 0 {
+            return Err(invalid("http.max_in_flight", "must be at least 1"));
+        }
+        if !(self.http.rate_limit.is_finite() && self.http.rate_limit >= 0.0) {
+            return Err(invalid(
+                "http.rate_limit",
+                "must be a number of requests per second, 0 or more",
+            ));
+        }
+        if reqwest::Url::parse(&self.source.base_url).is_err() {
+            return Err(invalid("source.base_url", "is not a URL"));
+        }
+        if reqwest::Url::parse(&self.schema_registry.url).is_err() {
+            return Err(invalid("schema_registry.url", "is not a URL"));
+        }
+        if self.producer.transactional_id.trim().is_empty() {
+            return Err(invalid("producer.transactional_id", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

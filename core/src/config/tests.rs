@@ -1,0 +1,201 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn load(file: &str, vars: &[(&str, &str)], sets: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let mut layers = Layers::new();
+    layers.add_toml(file, Path::new("test.toml"))?;
+    layers.add_env(env(vars))?;
+    for (k, v) in sets {
+        layers.set(k, v, Origin::Flag(format!("--set {k}")))?;
+    }
+    Settings::load(&layers)
+}
+
+#[test]
+fn defaults_follow_the_spec() {
+    let s = load("", &[], &[]).expect("empty config is valid");
+    assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
+    assert_eq!(s.kafka.topic_prefix, "parliament");
+    assert_eq!(
+        s.schema_registry.url,
+        "http://127.0.0.1:8081/apis/ccompat/v7"
+    );
+    assert_eq!(s.source.base_url, "https://oda.ft.dk/api");
+    assert_eq!(s.poll.interval.get(), Duration::from_secs(300));
+    assert_eq!(s.poll.lookback.get(), Duration::from_secs(600));
+    assert_eq!(s.reconcile.interval.get(), Duration::from_secs(86_400));
+    assert_eq!(s.http.max_in_flight, 4);
+    assert_eq!(s.http.rate_limit, 5.0);
+    assert_eq!(s.format, Format::Json);
+    assert_eq!(s.consumer.delivery, Delivery::ExactlyOnce);
+    assert!(s.entities.is_none());
+}
+
+#[test]
+fn environment_overrides_file_and_flags_override_environment() {
+    let file = "[poll]\ninterval = \"1m\"\nlookback = \"2m\"\n[http]\nmax_in_flight = 2\n";
+    let s = load(
+        file,
+        &[
+            ("ODA_CDC_POLL__INTERVAL", "2s"),
+            ("ODA_CDC_HTTP__MAX_IN_FLIGHT", "8"),
+        ],
+        &[("http.max_in_flight", "16")],
+    )
+    .expect("valid");
+    assert_eq!(s.poll.interval.get(), Duration::from_secs(2));
+    assert_eq!(s.poll.lookback.get(), Duration::from_secs(120));
+    assert_eq!(s.http.max_in_flight, 16);
+}
+
+#[test]
+fn oda_cdc_names_win_over_short_aliases() {
+    let s = load(
+        "",
+        &[
+            ("KAFKA_BROKERS", "alias:9092"),
+            ("ODA_CDC_KAFKA__BROKERS", "full:9092"),
+            ("ODA_BASE_URL", "http://127.0.0.1:8089/api"),
+            ("POLL_INTERVAL", "30s"),
+        ],
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(s.kafka.brokers, "full:9092");
+    assert_eq!(s.source.base_url, "http://127.0.0.1:8089/api");
+    assert_eq!(s.poll.interval.get(), Duration::from_secs(30));
+}
+
+#[test]
+fn lists_and_entity_names_from_the_environment() {
+    let s = load(
+        "",
+        &[
+            ("ODA_CDC_ENTITIES", "Sag, Aktør"),
+            ("ODA_CDC_ENTITY__AKTØR__EXCLUDE_FIELDS", "biografi"),
+            ("ODA_CDC_ENTITY__SAG__POLL_INTERVAL", "1m"),
+        ],
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(
+        s.entities.as_deref(),
+        Some(&["Sag".to_owned(), "Aktør".to_owned()][..])
+    );
+    assert_eq!(s.entity["Aktør"].exclude_fields, ["biografi"]);
+    assert_eq!(
+        s.entity["Sag"].poll_interval.map(HumanDuration::get),
+        Some(Duration::from_secs(60))
+    );
+}
+
+#[test]
+fn kafka_properties_pass_through_from_every_layer() {
+    let file = "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"linger.ms\" = 50\n";
+    let mut layers = Layers::new();
+    layers.add_toml(file, Path::new("k.toml")).expect("toml");
+    layers
+        .add_env(env(&[(
+            "ODA_CDC_KAFKA__PROPERTIES__SASL_MECHANISM",
+            "SCRAM-SHA-256",
+        )]))
+        .expect("env");
+    layers
+        .set(
+            "kafka.properties.sasl.username",
+            "svc",
+            Origin::Flag("--kafka-property".into()),
+        )
+        .expect("flag");
+    let s = Settings::load(&layers).expect("valid");
+    let p = &s.kafka.properties;
+    assert_eq!(p["security.protocol"], "SASL_SSL");
+    assert_eq!(p["linger.ms"], "50");
+    assert_eq!(p["sasl.mechanism"], "SCRAM-SHA-256");
+    assert_eq!(p["sasl.username"], "svc");
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_origin() {
+    let err = load("[kafka]\nbrokerz = \"x\"\n", &[], &[]).expect_err("unknown key");
+    assert_eq!(
+        err.to_string(),
+        "unknown configuration key `kafka.brokerz` (from config file test.toml)"
+    );
+    let err = load("", &[("ODA_CDC_POLL__INTERVALL", "5m")], &[]).expect_err("unknown env");
+    assert_eq!(
+        err.to_string(),
+        "unknown configuration key `poll.intervall` (from environment variable ODA_CDC_POLL__INTERVALL)"
+    );
+    let err =
+        load("[entity.Nope]\npoll_interval = \"1m\"\n", &[], &[]).expect_err("unknown entity");
+    assert!(
+        err.to_string().contains("`entity.Nope.poll_interval`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_are_named_with_their_origin() {
+    let err = load("[poll]\ninterval = \"soon\"\n", &[], &[]).expect_err("bad duration");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("invalid value for `poll.interval` (from config file test.toml)"),
+        "{text}"
+    );
+    let err = load("", &[("ODA_CDC_HTTP__MAX_IN_FLIGHT", "many")], &[]).expect_err("bad int");
+    assert!(err.to_string().contains("`http.max_in_flight`"), "{err}");
+    let err = load("format = \"xml\"\n", &[], &[]).expect_err("bad enum");
+    assert!(err.to_string().contains("`format`"), "{err}");
+    let err = load("", &[], &[("http.max_in_flight", "0")]).expect_err("zero");
+    assert!(err.to_string().contains("`http.max_in_flight`"), "{err}");
+}
+
+#[test]
+fn guarantee_carrying_properties_cannot_be_overridden() {
+    let err = load(
+        "[kafka.properties]\n\"transactional.id\" = \"x\"\n",
+        &[],
+        &[],
+    )
+    .expect_err("reserved");
+    assert!(
+        err.to_string()
+            .contains("kafka.properties.transactional.id"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_toml_names_the_file() {
+    let err = load("[kafka\n", &[], &[]).expect_err("syntax");
+    assert!(
+        err.to_string()
+            .starts_with("config file test.toml is not valid TOML"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let s = load(
+        "[schema_registry]\nusername = \"u\"\npassword = \"hunter2\"\n",
+        &[],
+        &[],
+    )
+    .expect("valid");
+    assert!(!format!("{s:?}").contains("hunter2"));
+    assert_eq!(
+        s.schema_registry.password.as_ref().map(|p| p.expose()),
+        Some("hunter2")
+    );
+}

@@ -1,0 +1,13 @@
+//! Kafka plumbing: client configs built from [`KafkaSettings`], a client
+//! context that routes librdkafka's logs into `tracing`, and topic
+//! creation with SPEC §3's policies.
+//!
+//! [`KafkaSettings`]: crate::config::KafkaSettings
+
+pub mod client;
+pub mod context;
+pub mod topics;
+
+pub use self::client::{describe_config, redacted};
+pub use self::context::LogContext;
+pub use self::topics::{TopicError, TopicSpec, ensure_topics};

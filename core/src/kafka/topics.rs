@@ -1,0 +1,149 @@
+//! Creating topics with the policies of SPEC §3 when they are missing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// What a topic should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// `None`: min(3, brokers), as SPEC §3 asks.
+    pub replication: Option<i32>,
+    /// Topic configs such as `cleanup.policy`; `min.insync.replicas` is
+    /// filled in from the broker count unless set here.
+    pub configs: BTreeMap<String, String>,
+}
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+impl TopicSpec {
+    fn new(name: impl Into<String>, configs: &[(&str, String)]) -> Self {
+        Self {
+            name: name.into(),
+            partitions: 6,
+            replication: None,
+            configs: configs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// An entity topic: compacted, tombstones kept 7 days for late readers.
+    pub fn compacted(name: impl Into<String>) -> Self {
+        Self::new(
+            name,
+            &[
+                ("cleanup.policy", "compact".to_owned()),
+                ("delete.retention.ms", (7 * DAY_MS).to_string()),
+            ],
+        )
+    }
+
+    /// A log of events kept for `retention_days` (dead letters, replay log).
+    pub fn retained(name: impl Into<String>, retention_days: u64) -> Self {
+        Self::new(
+            name,
+            &[
+                ("cleanup.policy", "delete".to_owned()),
+                ("retention.ms", (retention_days * DAY_MS).to_string()),
+            ],
+        )
+    }
+
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+}
+
+/// Why topics could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("cannot reach Kafka to create topics: {0}")]
+    Metadata(#[source] KafkaError),
+    #[error("the broker refused to create topic {topic}: {code}")]
+    Refused {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("topic creation failed: {0}")]
+    Admin(#[source] KafkaError),
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as
+/// they are (an operator may have tuned them). Returns the names created.
+pub async fn ensure_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    specs: &[TopicSpec],
+) -> Result<Vec<String>, TopicError> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(TopicError::Metadata)?;
+    let brokers = i32::try_from(metadata.brokers().len())
+        .unwrap_or(i32::MAX)
+        .max(1);
+    let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|s| !existing.contains(&s.name.as_str()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let min_isr = brokers.min(2).to_string();
+    let owned_configs: Vec<BTreeMap<String, String>> = missing
+        .iter()
+        .map(|spec| {
+            let mut configs = spec.configs.clone();
+            configs
+                .entry("min.insync.replicas".to_owned())
+                .or_insert_with(|| min_isr.clone());
+            configs
+                .entry("unclean.leader.election.enable".to_owned())
+                .or_insert_with(|| "false".to_owned());
+            configs
+        })
+        .collect();
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .zip(&owned_configs)
+        .map(|(spec, configs)| {
+            let replication = spec.replication.unwrap_or_else(|| brokers.min(3));
+            let mut topic = NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(replication),
+            );
+            for (k, v) in configs {
+                topic = topic.set(k, v);
+            }
+            topic
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(TopicError::Admin)?;
+    let mut created = Vec::new();
+    for result in results {
+        match result {
+            Ok(name) => created.push(name),
+            // Another instance won the race: the topic exists, which is all we want.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicError::Refused { topic, code }),
+        }
+    }
+    if !created.is_empty() {
+        tracing::info!(topics = ?created, "Created topics.");
+    }
+    Ok(created)
+}

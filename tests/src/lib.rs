@@ -1,0 +1,90 @@
+//! Helpers for tests that run against the real local stack that
+//! `scripts/stack up` starts (or any Kafka and registry named by
+//! `KAFKA_BROKERS` and `SCHEMA_REGISTRY_URL`).
+//!
+//! Every test works on its own random topics and groups, so tests can run
+//! in parallel against one shared broker.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use oda_cdc_core::config::{KafkaSettings, RegistrySettings};
+use oda_cdc_core::kafka::{TopicSpec, ensure_topics};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+
+/// Kafka settings pointing at the test broker.
+pub fn kafka() -> KafkaSettings {
+    KafkaSettings {
+        brokers: std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned()),
+        ..KafkaSettings::default()
+    }
+}
+
+/// Registry settings pointing at the test registry.
+pub fn registry() -> RegistrySettings {
+    RegistrySettings {
+        url: std::env::var("SCHEMA_REGISTRY_URL")
+            .unwrap_or_else(|_| RegistrySettings::default().url),
+        ..RegistrySettings::default()
+    }
+}
+
+/// A name no other test run uses: `<prefix>-<10 random chars>`.
+pub fn unique(prefix: &str) -> String {
+    let suffix: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(10)
+        .map(char::from)
+        .collect();
+    format!("{prefix}-{}", suffix.to_lowercase())
+}
+
+/// An admin client for the test broker.
+pub fn admin() -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    kafka()
+        .client_config()
+        .create()
+        .context("creating the Kafka admin client")
+}
+
+/// Creates a fresh topic with `partitions` partitions and waits until its
+/// leaders are known.
+pub async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<()> {
+    let spec = TopicSpec::retained(name, 1).with_partitions(partitions);
+    let admin = admin()?;
+    ensure_topics(&admin, &[spec]).await?;
+    for _ in 0..50 {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(name), Duration::from_secs(5))
+            .context("fetching metadata")?;
+        let ready = metadata.topics().iter().any(|t| {
+            t.name() == name
+                && t.error().is_none()
+                && t.partitions().len() == partitions as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        });
+        if ready {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("topic {name} did not get leaders in time")
+}
+
+/// The Python interpreter of the test venv (kafka-python, fastavro).
+/// `scripts/test` sets `TEST_PYTHON`; without it, `python3` on the PATH.
+pub fn python() -> PathBuf {
+    std::env::var_os("TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// A file under the repository's `tests/` folder.
+pub fn tests_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
