@@ -88,3 +88,90 @@ pub fn python() -> PathBuf {
 pub fn tests_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// A record as a test reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl ReadRecord {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every committed record of `topic` (read_committed), partition by
+/// partition in offset order. Blocking: call from `spawn_blocking` or a
+/// plain test.
+pub fn read_topic(topic: &str) -> anyhow::Result<Vec<ReadRecord>> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Headers;
+
+    let mut config = kafka().consumer_config(&unique("reader"));
+    config.set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = config.create().context("consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("metadata")?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let mut pending = std::collections::HashSet::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            assignment.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)?;
+            pending.insert(p.id());
+        }
+    }
+    if pending.is_empty() {
+        bail!("topic {topic} does not exist");
+    }
+    consumer.assign(&assignment)?;
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pending.is_empty() {
+        if std::time::Instant::now() > deadline {
+            bail!("reading {topic} did not reach the end in 60 s");
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = h
+                                    .value
+                                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                                    .unwrap_or_default();
+                                (h.key.to_owned(), value)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(ReadRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    Ok(records)
+}

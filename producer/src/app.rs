@@ -1,0 +1,261 @@
+//! The service: topics, the admin server, and a supervised pipeline that
+//! restarts from what Kafka holds whenever a transaction fails.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use oda_cdc_core::admin;
+use oda_cdc_core::config::Settings;
+use oda_cdc_core::health::Health;
+use oda_cdc_core::kafka::{TopicSpec, ensure_topics};
+use oda_cdc_core::model;
+use oda_cdc_core::oda::{ClientMetrics, OdaClient, RetryPolicy};
+use oda_cdc_core::shutdown::CancellationToken;
+use oda_cdc_core::topics;
+use prometheus::Registry;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::checkpoint::Checkpoint;
+use crate::committer::{CommitError, Committer, StateTopics, transactional_producer};
+use crate::metrics::Metrics;
+use crate::restore;
+use crate::worker::{EntityPlan, Shared, StartFrom, run_entity};
+
+/// The producer's default admin address (SPEC §7).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
+/// Everything `run` needs besides the settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub from: StartFrom,
+}
+
+/// The entity sets to capture, checked against the model.
+pub fn entity_plans(settings: &Settings) -> anyhow::Result<Vec<EntityPlan>> {
+    let names: Vec<String> = match &settings.entities {
+        Some(list) => list.clone(),
+        None => model::entity_sets()
+            .iter()
+            .filter(|s| s.is_captured_by_default())
+            .map(|s| s.name.clone())
+            .collect(),
+    };
+    let prefix = &settings.kafka.topic_prefix;
+    let mut plans = Vec::new();
+    for name in names {
+        let set = model::entity_set_ci(&name)
+            .ok_or_else(|| anyhow::anyhow!("entities: `{name}` is not an ODA entity set"))?;
+        let overrides = settings.entity.get(&set.name);
+        plans.push(EntityPlan {
+            entity: set.name.clone(),
+            topic: topics::entity_topic(prefix, &set.name),
+            poll_interval: overrides
+                .and_then(|o| o.poll_interval)
+                .unwrap_or(settings.poll.interval)
+                .get(),
+            lookback: settings.poll.lookback.get(),
+            exclude_fields: overrides
+                .map(|o| o.exclude_fields.clone())
+                .unwrap_or_default(),
+        });
+    }
+    Ok(plans)
+}
+
+/// The topics the producer writes, with SPEC §3's policies.
+pub fn topic_specs(settings: &Settings, plans: &[EntityPlan]) -> Vec<TopicSpec> {
+    let prefix = &settings.kafka.topic_prefix;
+    let mut specs: Vec<TopicSpec> = plans
+        .iter()
+        .map(|p| TopicSpec::compacted(&p.topic))
+        .collect();
+    specs.push(TopicSpec::compacted(topics::checkpoint_topic(prefix)).with_partitions(1));
+    specs.push(TopicSpec::compacted(topics::state_topic(prefix)));
+    specs.push(TopicSpec::retained(topics::dlq_topic(prefix), 14));
+    specs.push(TopicSpec::retained(topics::signals_topic(prefix), 7).with_partitions(1));
+    specs
+}
+
+/// Runs the service until `shutdown`.
+pub async fn run(
+    settings: Settings,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry).context("registering metrics")?;
+    let client_metrics = ClientMetrics::register(&registry).context("registering metrics")?;
+    let health = Health::new();
+    health.register("kafka");
+    health.register("poll");
+    let addr: SocketAddr = match settings.metrics.addr {
+        Some(addr) => addr,
+        None => DEFAULT_METRICS_ADDR
+            .parse()
+            .context("default metrics address")?,
+    };
+    let admin_server =
+        admin::serve(addr, registry.clone(), health.clone(), shutdown.clone()).await?;
+
+    let plans = entity_plans(&settings)?;
+    let client = OdaClient::new(
+        &settings.source.base_url,
+        settings.http.max_in_flight,
+        settings.http.rate_limit,
+        RetryPolicy::default(),
+        client_metrics,
+    )
+    .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
+
+    let kafka_admin: AdminClient<DefaultClientContext> = settings
+        .kafka
+        .client_config()
+        .create()
+        .context("creating the Kafka admin client")?;
+    let created = ensure_topics(&kafka_admin, &topic_specs(&settings, &plans))
+        .await
+        .context("creating topics")?;
+    if !created.is_empty() {
+        tracing::info!(count = created.len(), "Topics created.");
+    }
+
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let outcome = run_pipeline(
+            &settings, &options, &plans, &client, &metrics, &health, &shutdown,
+        )
+        .await;
+        match outcome {
+            Ok(()) => break,
+            Err(PipelineError::Commit(CommitError::Fenced(id))) => {
+                anyhow::bail!(
+                    "another oda-producer with transactional id `{id}` took over; this one stops"
+                )
+            }
+            Err(error) => {
+                health.set_failed("kafka", error.to_string());
+                tracing::warn!(%error, retry_in = ?backoff, "Pipeline failed; restarting from Kafka's committed state.");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    admin_server.task.abort();
+    Ok(())
+}
+
+/// Why one run of the pipeline ended.
+#[derive(Debug, thiserror::Error)]
+enum PipelineError {
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
+    #[error("{0}")]
+    Task(String),
+}
+
+async fn run_pipeline(
+    settings: &Settings,
+    options: &RunOptions,
+    plans: &[EntityPlan],
+    client: &OdaClient,
+    metrics: &Metrics,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<(), PipelineError> {
+    let prefix = &settings.kafka.topic_prefix;
+    let state_topics = StateTopics {
+        checkpoints: topics::checkpoint_topic(prefix),
+        state: topics::state_topic(prefix),
+    };
+    // Fence any earlier instance first: its open transaction is aborted, so
+    // what is read back next is exactly what committed.
+    let producer =
+        transactional_producer(&settings.kafka, &settings.producer.transactional_id).await?;
+    let kafka = settings.kafka.clone();
+    let (checkpoints, state) = tokio::task::spawn_blocking({
+        let topics = state_topics.clone();
+        move || -> Result<_, restore::RestoreError> {
+            Ok((
+                restore::checkpoints(&kafka, &topics.checkpoints)?,
+                restore::id_state(&kafka, &topics.state)?,
+            ))
+        }
+    })
+    .await
+    .map_err(|e| PipelineError::Task(e.to_string()))??;
+    health.set_ok("kafka");
+
+    let (tx, rx) = mpsc::channel(256);
+    let committer = Committer::new(
+        producer,
+        &settings.producer.transactional_id,
+        state_topics,
+        checkpoints.clone(),
+        metrics.clone(),
+    );
+    let mut committer_task = tokio::spawn(committer.run(rx));
+    let shared = Shared {
+        client: client.clone(),
+        tx,
+        state: Arc::new(Mutex::new(state)),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        snapshot_ranges: settings.http.max_in_flight.max(1),
+    };
+    let stop_workers = shutdown.child_token();
+    let mut workers = JoinSet::new();
+    let checkpoints: HashMap<String, Checkpoint> = checkpoints;
+    for plan in plans {
+        let checkpoint = checkpoints.get(&plan.entity).cloned();
+        workers.spawn(run_entity(
+            shared.clone(),
+            plan.clone(),
+            checkpoint,
+            options.from.clone(),
+            stop_workers.clone(),
+        ));
+    }
+    drop(shared);
+    let result = loop {
+        tokio::select! {
+            committed = &mut committer_task => {
+                // The committer only ends early on a failed transaction.
+                stop_workers.cancel();
+                break match committed {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(PipelineError::Commit(e)),
+                    Err(e) => Err(PipelineError::Task(e.to_string())),
+                };
+            }
+            joined = workers.join_next() => match joined {
+                None => break Ok(()),
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    stop_workers.cancel();
+                    break Err(PipelineError::Task(e.to_string()));
+                }
+                Some(Err(e)) => {
+                    stop_workers.cancel();
+                    break Err(PipelineError::Task(e.to_string()));
+                }
+            }
+        }
+    };
+    // Let workers finish their current page and the committer its queue.
+    while workers.join_next().await.is_some() {}
+    if !committer_task.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(8), &mut committer_task).await;
+    }
+    result
+}

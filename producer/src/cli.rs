@@ -1,0 +1,83 @@
+//! Command-line arguments (SPEC §9).
+
+use chrono::NaiveDateTime;
+use clap::{Parser, Subcommand};
+use oda_cdc_core::cli::ConfigArgs;
+
+use crate::worker::StartFrom;
+
+/// Change data capture from Folketingets Åbne Data (oda.ft.dk) into Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "oda-producer", version)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: snapshot new entities, then poll every interval.
+    Run {
+        /// Where entities without a checkpoint start: `beginning` (snapshot),
+        /// `now`, or a time (RFC 3339; without an offset, Danish local time).
+        #[arg(long, default_value = "beginning", value_parser = parse_from)]
+        from: StartFrom,
+    },
+    /// Each entity's checkpoint and lag, read from Kafka.
+    Status,
+}
+
+/// Parses `--from`.
+pub fn parse_from(text: &str) -> Result<StartFrom, String> {
+    match text {
+        "beginning" => Ok(StartFrom::Beginning),
+        "now" => Ok(StartFrom::Now),
+        other => parse_time(other).map(StartFrom::Time),
+    }
+}
+
+/// SPEC §9's `<time>`: RFC 3339; without an offset, Danish local time.
+pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(oda_cdc_core::odatime::utc_to_local(
+            t.with_timezone(&chrono::Utc),
+        ));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t);
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(text, format) {
+            return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default());
+        }
+    }
+    Err(format!(
+        "`{text}` is not `beginning`, `now` or a time like 2026-10-25T02:30:00 or 2026-10-25T00:30:00Z"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_accepts_words_local_and_offset_times() {
+        assert_eq!(parse_from("beginning"), Ok(StartFrom::Beginning));
+        assert_eq!(parse_from("now"), Ok(StartFrom::Now));
+        let local = parse_time("2026-07-01T12:00:00").expect("local");
+        assert_eq!(
+            parse_from("2026-07-01T12:00:00"),
+            Ok(StartFrom::Time(local))
+        );
+        // 10:00Z in summer is 12:00 in Copenhagen.
+        assert_eq!(parse_time("2026-07-01T10:00:00Z"), Ok(local));
+        assert!(parse_from("yesterday").is_err());
+    }
+}

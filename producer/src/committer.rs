@@ -1,0 +1,315 @@
+//! The one writer: groups batches from every entity into Kafka
+//! transactions, each holding the records, the per-id state and the
+//! checkpoints they advance — so a checkpoint is never visible without the
+//! records it passes, and a crash loses nothing the cursor claims.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use oda_cdc_core::config::KafkaSettings;
+use oda_cdc_core::kafka::LogContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::checkpoint::{Checkpoint, Update};
+use crate::metrics::Metrics;
+use crate::state::IdState;
+
+/// One record to write.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub key: String,
+    /// `None` writes a tombstone.
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// What a worker hands over: records, state changes and checkpoint
+/// updates that must become visible together.
+#[derive(Debug)]
+pub struct Batch {
+    pub entity: String,
+    pub records: Vec<Outgoing>,
+    /// id → new hash (`None`: the id is gone).
+    pub state: Vec<(i64, Option<String>)>,
+    pub checkpoint: Vec<Update>,
+    pub done: oneshot::Sender<Result<(), CommitError>>,
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    #[error("another producer with transactional id {0} took over (fenced)")]
+    Fenced(String),
+    #[error("Kafka transaction failed: {0}")]
+    Kafka(String),
+    #[error("the committer stopped")]
+    Stopped,
+}
+
+/// Topic names the committer writes besides the records' own.
+#[derive(Debug, Clone)]
+pub struct StateTopics {
+    pub checkpoints: String,
+    pub state: String,
+}
+
+/// Limits of one transaction.
+const MAX_RECORDS: usize = 20_000;
+const LINGER: Duration = Duration::from_millis(20);
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Creates the transactional producer and fences any earlier instance
+/// with the same id (aborting its open transaction).
+pub async fn transactional_producer(
+    kafka: &KafkaSettings,
+    transactional_id: &str,
+) -> Result<FutureProducer<LogContext>, CommitError> {
+    let mut config = kafka.producer_config(Some(transactional_id));
+    config.set("transaction.timeout.ms", "60000");
+    let producer: FutureProducer<LogContext> = config
+        .create_with_context(LogContext)
+        .map_err(|e| CommitError::Kafka(e.to_string()))?;
+    let init = producer.clone();
+    tokio::task::spawn_blocking(move || init.init_transactions(Timeout::After(TXN_TIMEOUT)))
+        .await
+        .map_err(|e| CommitError::Kafka(e.to_string()))?
+        .map_err(|e| classify(&e, transactional_id))?;
+    Ok(producer)
+}
+
+fn classify(error: &KafkaError, transactional_id: &str) -> CommitError {
+    let fenced = matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+    ) || error.to_string().to_lowercase().contains("fenced");
+    if fenced {
+        CommitError::Fenced(transactional_id.to_owned())
+    } else {
+        CommitError::Kafka(error.to_string())
+    }
+}
+
+/// Owns the producer and the authoritative checkpoints.
+pub struct Committer {
+    producer: FutureProducer<LogContext>,
+    transactional_id: String,
+    topics: StateTopics,
+    checkpoints: HashMap<String, Checkpoint>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("transactional_id", &self.transactional_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    pub fn new(
+        producer: FutureProducer<LogContext>,
+        transactional_id: &str,
+        topics: StateTopics,
+        checkpoints: HashMap<String, Checkpoint>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            producer,
+            transactional_id: transactional_id.to_owned(),
+            topics,
+            checkpoints,
+            metrics,
+        }
+    }
+
+    /// Commits batches until the channel closes. The first failure ends the
+    /// run (every waiting worker hears of it); the caller restarts the
+    /// pipeline from what Kafka holds.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> Result<(), CommitError> {
+        while let Some(first) = rx.recv().await {
+            let mut group = vec![first];
+            let mut records = group[0].records.len();
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while records < MAX_RECORDS {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(batch)) => {
+                        records += batch.records.len();
+                        group.push(batch);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            match self.commit(&group).await {
+                Ok(()) => {
+                    self.metrics
+                        .transactions
+                        .with_label_values(&["committed"])
+                        .inc();
+                    for batch in group {
+                        let _ = batch.done.send(Ok(()));
+                    }
+                }
+                Err(error) => {
+                    self.metrics
+                        .transactions
+                        .with_label_values(&["aborted"])
+                        .inc();
+                    tracing::warn!(%error, batches = group.len(), "Transaction failed.");
+                    for batch in group {
+                        let _ = batch.done.send(Err(error.clone()));
+                    }
+                    // Whatever else is queued was built on state that is now
+                    // uncertain: refuse it too.
+                    rx.close();
+                    while let Some(batch) = rx.recv().await {
+                        let _ = batch.done.send(Err(CommitError::Stopped));
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, group: &[Batch]) -> Result<(), CommitError> {
+        let id = self.transactional_id.clone();
+        self.producer
+            .begin_transaction()
+            .map_err(|e| classify(&e, &id))?;
+        match self.write(group).await {
+            Ok(updated) => {
+                let producer = self.producer.clone();
+                let committed = tokio::task::spawn_blocking(move || {
+                    producer.commit_transaction(Timeout::After(TXN_TIMEOUT))
+                })
+                .await
+                .map_err(|e| CommitError::Kafka(e.to_string()))?;
+                match committed {
+                    Ok(()) => {
+                        self.checkpoints.extend(updated);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.abort().await;
+                        Err(classify(&e, &id))
+                    }
+                }
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort(&self) {
+        let producer = self.producer.clone();
+        let aborted = tokio::task::spawn_blocking(move || {
+            producer.abort_transaction(Timeout::After(TXN_TIMEOUT))
+        })
+        .await;
+        if let Ok(Err(error)) = aborted {
+            tracing::warn!(%error, "Aborting the transaction failed.");
+        }
+    }
+
+    /// Sends every record of the group; returns the checkpoints to adopt
+    /// once the transaction commits.
+    async fn write(&self, group: &[Batch]) -> Result<HashMap<String, Checkpoint>, CommitError> {
+        let id = &self.transactional_id;
+        let mut deliveries = Vec::new();
+        let mut updated: HashMap<String, Checkpoint> = HashMap::new();
+        for batch in group {
+            for record in &batch.records {
+                deliveries.push(
+                    self.send(
+                        &record.topic,
+                        &record.key,
+                        record.payload.as_deref(),
+                        &record.headers,
+                    )
+                    .await?,
+                );
+            }
+            for (record_id, hash) in &batch.state {
+                let key = IdState::key(&batch.entity, *record_id);
+                deliveries.push(
+                    self.send(
+                        &self.topics.state,
+                        &key,
+                        hash.as_deref().map(str::as_bytes),
+                        &[],
+                    )
+                    .await?,
+                );
+            }
+            if !batch.checkpoint.is_empty() {
+                let checkpoint = updated.entry(batch.entity.clone()).or_insert_with(|| {
+                    self.checkpoints
+                        .get(&batch.entity)
+                        .cloned()
+                        .unwrap_or_else(|| Checkpoint::new(&batch.entity))
+                });
+                for update in &batch.checkpoint {
+                    checkpoint.apply(update);
+                }
+            }
+        }
+        for (entity, checkpoint) in &updated {
+            let payload = checkpoint.to_json();
+            deliveries.push(
+                self.send(&self.topics.checkpoints, entity, Some(&payload), &[])
+                    .await?,
+            );
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(classify(&e, id)),
+                Err(_) => return Err(CommitError::Kafka("delivery cancelled".into())),
+            }
+        }
+        Ok(updated)
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Option<&[u8]>,
+        headers: &[(&'static str, String)],
+    ) -> Result<rdkafka::producer::DeliveryFuture, CommitError> {
+        loop {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (name, value) in headers {
+                owned = owned.insert(Header {
+                    key: name,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let mut record = FutureRecord::to(topic).key(key).headers(owned);
+            if let Some(payload) = payload {
+                record = record.payload(payload);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // The local queue is full: let librdkafka drain it.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(classify(&e, &self.transactional_id)),
+            }
+        }
+    }
+
+    /// The checkpoints as committed so far.
+    pub fn checkpoints(&self) -> &HashMap<String, Checkpoint> {
+        &self.checkpoints
+    }
+}

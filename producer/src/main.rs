@@ -1,0 +1,40 @@
+//! `oda-producer`: see `oda-producer --help`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use oda_cdc_core::cli::{Failure, exit_code};
+use oda_producer::app::{self, RunOptions};
+use oda_producer::cli::{Args, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    exit_code(run(Args::parse()).await)
+}
+
+async fn run(args: Args) -> Result<(), Failure> {
+    let settings = args.config.load()?;
+    oda_cdc_core::telemetry::init(settings.log.format);
+    // Entity names are checked before anything starts: a typo is a
+    // configuration error (exit 2), not a runtime failure.
+    app::entity_plans(&settings).map_err(|e| {
+        Failure::Config(oda_cdc_core::config::ConfigError::InvalidValue {
+            key: "entities".into(),
+            origin: oda_cdc_core::config::Origin::Merged,
+            message: e.to_string(),
+        })
+    })?;
+    match args.command {
+        Command::Run { from } => {
+            let shutdown = oda_cdc_core::shutdown::on_signals();
+            app::run(settings, RunOptions { from }, shutdown).await?;
+        }
+        Command::Status => {
+            tokio::task::spawn_blocking(move || oda_producer::status::print(&settings))
+                .await
+                .context("status")??;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! What the producer last published per id (SPEC §3's state topic), kept
+//! in memory: the content hash decides "skip" (unchanged) and the presence
+//! of an id decides `c` or `u`.
+//!
+//! Only the first 64 bits of each SHA-256 are held, so every entity at
+//! ODA's full size (about three million ids) fits in a few tens of MiB; a
+//! false "unchanged" would need a 64-bit collision.
+
+use std::collections::HashMap;
+
+/// The remembered part of a content hash.
+pub type HashPrefix = u64;
+
+/// Reads the 64-bit prefix of a lowercase hex SHA-256.
+pub fn prefix(hex: &str) -> Option<HashPrefix> {
+    hex.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok())
+}
+
+/// Published state of every id of every entity.
+#[derive(Debug, Default)]
+pub struct IdState {
+    entities: HashMap<String, HashMap<i64, HashPrefix>>,
+}
+
+/// What publishing a record amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Same content as last published: skip.
+    Unchanged,
+    /// Never published: `c`.
+    New,
+    /// Published before with other content: `u`.
+    Changed,
+}
+
+impl IdState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The state topic's key: `<entity>:<id>`.
+    pub fn key(entity: &str, id: i64) -> String {
+        format!("{entity}:{id}")
+    }
+
+    /// Splits a state-topic key back.
+    pub fn parse_key(key: &str) -> Option<(&str, i64)> {
+        let (entity, id) = key.rsplit_once(':')?;
+        Some((entity, id.parse().ok()?))
+    }
+
+    pub fn decide(&self, entity: &str, id: i64, hash: &str) -> Decision {
+        match self.entities.get(entity).and_then(|m| m.get(&id)) {
+            None => Decision::New,
+            Some(old) if Some(*old) == prefix(hash) => Decision::Unchanged,
+            Some(_) => Decision::Changed,
+        }
+    }
+
+    pub fn contains(&self, entity: &str, id: i64) -> bool {
+        self.entities
+            .get(entity)
+            .is_some_and(|m| m.contains_key(&id))
+    }
+
+    pub fn set(&mut self, entity: &str, id: i64, hash: &str) {
+        if let Some(p) = prefix(hash) {
+            self.entities
+                .entry(entity.to_owned())
+                .or_default()
+                .insert(id, p);
+        }
+    }
+
+    pub fn remove(&mut self, entity: &str, id: i64) {
+        if let Some(m) = self.entities.get_mut(entity) {
+            m.remove(&id);
+        }
+    }
+
+    /// Every id published for an entity (for delete detection).
+    pub fn ids(&self, entity: &str) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .entities
+            .get(entity)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn len(&self, entity: &str) -> usize {
+        self.entities.get(entity).map_or(0, HashMap::len)
+    }
+
+    pub fn total(&self) -> usize {
+        self.entities.values().map(HashMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H1: &str = "037c9214eef74cc3887f3a4f085b4e17d76280dafd273b0ee160c09c4ba1cfd4";
+    const H2: &str = "5d6f9e5e0f3c2a3a5e0a8b1f0b0bd5d5c0d1bd2c4d8a7c6b9f8f1e9a7f0c2e31";
+
+    #[test]
+    fn decides_create_update_and_skip() {
+        let mut state = IdState::new();
+        assert_eq!(state.decide("Sag", 1, H1), Decision::New);
+        state.set("Sag", 1, H1);
+        assert_eq!(state.decide("Sag", 1, H1), Decision::Unchanged);
+        assert_eq!(state.decide("Sag", 1, H2), Decision::Changed);
+        assert_eq!(
+            state.decide("Aktør", 1, H1),
+            Decision::New,
+            "entities are separate"
+        );
+        state.remove("Sag", 1);
+        assert_eq!(
+            state.decide("Sag", 1, H1),
+            Decision::New,
+            "a deleted id comes back as new"
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_with_danish_names() {
+        let key = IdState::key("Aktør", 18614);
+        assert_eq!(key, "Aktør:18614");
+        assert_eq!(IdState::parse_key(&key), Some(("Aktør", 18614)));
+        assert_eq!(IdState::parse_key("garbage"), None);
+    }
+}

@@ -1,0 +1,607 @@
+//! One entity set's life: snapshot on first start (or not, per `--from`),
+//! then a poll cycle every interval. Every page becomes one batch for the
+//! committer; the cursor moves only inside the transaction that holds the
+//! page's records.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, Utc};
+use oda_cdc_core::event::{ChangeEvent, Op, headers};
+use oda_cdc_core::hash::content_hash;
+use oda_cdc_core::health::Health;
+use oda_cdc_core::oda::{FetchError, OdaClient, Page, Query};
+use oda_cdc_core::odatime::{fall_back_within, format_literal, local_to_utc, parse_local};
+use oda_cdc_core::shutdown::CancellationToken;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::checkpoint::{Checkpoint, Cursor, IdRange, SnapshotProgress, Update};
+use crate::committer::{Batch, CommitError, Outgoing};
+use crate::keyset::{self, RowKey, Violation};
+use crate::metrics::Metrics;
+use crate::state::{Decision, IdState};
+
+/// Where an entity without a checkpoint starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFrom {
+    /// Snapshot every row (`op = r`), then stream.
+    Beginning,
+    /// Stream from the newest row the source holds now.
+    Now,
+    /// Stream from this Danish local time.
+    Time(NaiveDateTime),
+}
+
+/// Settings of one entity's worker.
+#[derive(Debug, Clone)]
+pub struct EntityPlan {
+    pub entity: String,
+    pub topic: String,
+    pub poll_interval: Duration,
+    pub lookback: Duration,
+    pub exclude_fields: Vec<String>,
+}
+
+/// What every worker shares.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub client: OdaClient,
+    pub tx: mpsc::Sender<Batch>,
+    pub state: Arc<Mutex<IdState>>,
+    pub metrics: Metrics,
+    pub health: Health,
+    /// Parallel id ranges per snapshot.
+    pub snapshot_ranges: usize,
+}
+
+/// Why a worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+/// Why one cycle stopped early (the worker goes on next interval).
+#[derive(Debug, thiserror::Error)]
+enum CycleError {
+    #[error("source request failed: {0}")]
+    Fetch(#[from] FetchError),
+    #[error("invalid page (cursor kept): {0}")]
+    Invalid(#[from] Violation),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Batches sent but not yet acknowledged, awaited in order.
+struct InFlight {
+    acks: VecDeque<oneshot::Receiver<Result<(), CommitError>>>,
+    limit: usize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        Self {
+            acks: VecDeque::new(),
+            limit,
+        }
+    }
+
+    async fn push(
+        &mut self,
+        ack: oneshot::Receiver<Result<(), CommitError>>,
+    ) -> Result<(), CommitError> {
+        self.acks.push_back(ack);
+        while self.acks.len() > self.limit {
+            self.pop().await?;
+        }
+        Ok(())
+    }
+
+    async fn pop(&mut self) -> Result<(), CommitError> {
+        match self.acks.pop_front() {
+            Some(ack) => ack.await.unwrap_or(Err(CommitError::Stopped)),
+            None => Ok(()),
+        }
+    }
+
+    async fn drain(&mut self) -> Result<(), CommitError> {
+        while !self.acks.is_empty() {
+            self.pop().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one entity until shutdown; returns an error only for failures the
+/// whole pipeline must restart from (a failed transaction).
+pub async fn run_entity(
+    shared: Shared,
+    plan: EntityPlan,
+    checkpoint: Option<Checkpoint>,
+    from: StartFrom,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let worker = Worker {
+        shared,
+        plan,
+        shutdown,
+    };
+    worker.run(checkpoint, from).await
+}
+
+struct Worker {
+    shared: Shared,
+    plan: EntityPlan,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    fn entity(&self) -> &str {
+        &self.plan.entity
+    }
+
+    async fn run(
+        &self,
+        checkpoint: Option<Checkpoint>,
+        from: StartFrom,
+    ) -> Result<(), WorkerError> {
+        let mut cursor = checkpoint.as_ref().and_then(|c| c.cursor.clone());
+        let snapshot = checkpoint.as_ref().and_then(|c| c.snapshot.clone());
+        // Start-up: snapshot or place the cursor, retried until it works.
+        let needs_start = checkpoint.is_none() || snapshot.is_some();
+        if needs_start {
+            loop {
+                let started = match (&snapshot, &from, checkpoint.is_none()) {
+                    (Some(progress), _, _) => self.snapshot(progress.clone(), false).await,
+                    (None, StartFrom::Beginning, true) => self.start_snapshot().await,
+                    (None, StartFrom::Now, true) => self.start_now().await,
+                    (None, StartFrom::Time(t), true) => self.start_at(*t).await,
+                    (None, _, false) => Ok(cursor.clone()),
+                };
+                match started {
+                    Ok(c) => {
+                        cursor = c.or(cursor);
+                        break;
+                    }
+                    Err(CycleError::Commit(e)) => return Err(e.into()),
+                    Err(CycleError::Shutdown) => return Ok(()),
+                    Err(error) => {
+                        self.failed_cycle(&error);
+                        if self
+                            .sleep(self.plan.poll_interval.min(Duration::from_secs(30)))
+                            .await
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        loop {
+            let started = std::time::Instant::now();
+            match self.cycle(cursor.clone()).await {
+                Ok(next) => {
+                    cursor = next.or(cursor);
+                    let entity = self.entity();
+                    self.shared
+                        .metrics
+                        .polls
+                        .with_label_values(&[entity, "ok"])
+                        .inc();
+                    self.shared
+                        .metrics
+                        .poll_duration
+                        .with_label_values(&[entity])
+                        .observe(started.elapsed().as_secs_f64());
+                    self.shared
+                        .metrics
+                        .last_success
+                        .with_label_values(&[entity])
+                        .set(Utc::now().timestamp() as f64);
+                    if let Some(c) = &cursor
+                        && let Ok(local) = parse_local(&c.opdateringsdato)
+                    {
+                        let lag =
+                            (Utc::now() - local_to_utc(local)).num_milliseconds() as f64 / 1000.0;
+                        self.shared
+                            .metrics
+                            .source_lag
+                            .with_label_values(&[entity])
+                            .set(lag.max(0.0));
+                    }
+                    self.shared.health.set_ok("poll");
+                }
+                Err(CycleError::Commit(e)) => return Err(e.into()),
+                Err(CycleError::Shutdown) => return Ok(()),
+                Err(error) => self.failed_cycle(&error),
+            }
+            if self.sleep(self.plan.poll_interval).await {
+                return Ok(());
+            }
+        }
+    }
+
+    fn failed_cycle(&self, error: &CycleError) {
+        let outcome = match error {
+            CycleError::Invalid(_) => "invalid_page",
+            _ => "error",
+        };
+        self.shared
+            .metrics
+            .polls
+            .with_label_values(&[self.entity(), outcome])
+            .inc();
+        self.shared
+            .health
+            .set_failed("poll", format!("{}: {error}", self.entity()));
+        tracing::warn!(entity = self.entity(), %error, "Poll cycle failed; the cursor stays where it was.");
+    }
+
+    /// Sleeps; true when shutdown came first.
+    async fn sleep(&self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => true,
+            _ = tokio::time::sleep(duration) => false,
+        }
+    }
+
+    async fn fetch(&self, query: &Query) -> Result<Page, CycleError> {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Err(CycleError::Shutdown),
+            page = self.shared.client.page(self.entity(), query) => Ok(page?),
+        }
+    }
+
+    /// Hands a batch to the committer.
+    async fn submit(
+        &self,
+        records: Vec<Outgoing>,
+        state: Vec<(i64, Option<String>)>,
+        checkpoint: Vec<Update>,
+    ) -> Result<oneshot::Receiver<Result<(), CommitError>>, CommitError> {
+        let (done, ack) = oneshot::channel();
+        let batch = Batch {
+            entity: self.plan.entity.clone(),
+            records,
+            state,
+            checkpoint,
+            done,
+        };
+        self.shared
+            .tx
+            .send(batch)
+            .await
+            .map_err(|_| CommitError::Stopped)?;
+        Ok(ack)
+    }
+
+    /// Turns source records into events, deciding per id against the
+    /// published state (which it updates).
+    fn events(
+        &self,
+        records: Vec<Map<String, Value>>,
+        keys: &[RowKey],
+        snapshot: bool,
+    ) -> (Vec<Outgoing>, Vec<(i64, Option<String>)>) {
+        let polled_at = Utc::now();
+        let entity = self.entity();
+        let mut out = Vec::with_capacity(records.len());
+        let mut state_changes = Vec::with_capacity(records.len());
+        let mut state = match self.shared.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (mut record, key) in records.into_iter().zip(keys) {
+            for field in &self.plan.exclude_fields {
+                record.remove(field);
+            }
+            let hash = content_hash(&record);
+            let op = match (state.decide(entity, key.id, &hash), snapshot) {
+                (Decision::Unchanged, _) => {
+                    self.shared
+                        .metrics
+                        .skipped
+                        .with_label_values(&[entity, "unchanged"])
+                        .inc();
+                    continue;
+                }
+                (_, true) => Op::Read,
+                (Decision::New, false) => Op::Create,
+                (Decision::Changed, false) => Op::Update,
+            };
+            let event = ChangeEvent::new(
+                op,
+                entity,
+                key.id,
+                Some(record),
+                key.literal.clone(),
+                self.shared.client.base_url(),
+                polled_at,
+            );
+            let mut headers = vec![
+                (headers::ENTITY, entity.to_owned()),
+                (headers::OP, op.code().to_owned()),
+                (headers::HASH, hash.clone()),
+                (headers::CONTENT_TYPE, headers::JSON.to_owned()),
+            ];
+            if let Some(literal) = &key.literal {
+                headers.push((headers::OPDATERINGSDATO, literal.clone()));
+            }
+            out.push(Outgoing {
+                topic: self.plan.topic.clone(),
+                key: event.key(),
+                payload: Some(event.to_json()),
+                headers,
+            });
+            state.set(entity, key.id, &hash);
+            state_changes.push((key.id, Some(hash)));
+            self.shared
+                .metrics
+                .published
+                .with_label_values(&[entity, op.code()])
+                .inc();
+        }
+        (out, state_changes)
+    }
+
+    /// One poll cycle from `cursor − lookback`; returns the new cursor.
+    async fn cycle(&self, cursor: Option<Cursor>) -> Result<Option<Cursor>, CycleError> {
+        let now = Utc::now();
+        let lookback = chrono::Duration::from_std(self.plan.lookback)
+            .unwrap_or_else(|_| chrono::Duration::minutes(10));
+        // Right after the autumn change the hour repeats: look back over it.
+        let widened = lookback + fall_back_within(now, lookback + chrono::Duration::hours(1));
+        let origin = cursor
+            .as_ref()
+            .and_then(|c| parse_local(&c.opdateringsdato).ok())
+            .map(|t| t - widened)
+            .unwrap_or_else(|| chrono::DateTime::UNIX_EPOCH.naive_utc());
+        let mut at = origin;
+        let mut after: Option<i64> = None;
+        let mut newest = cursor;
+        let mut in_flight = InFlight::new(4);
+        loop {
+            // Drain every row shown at `at` (ties may be wider than a page).
+            loop {
+                let page = self.fetch(&keyset::tie_query(at, after)).await?;
+                let keys = keyset::check_tie(&page, at, after)?;
+                let more = keyset::has_more(&page);
+                if let Some(last) = keys.last() {
+                    after = Some(last.id);
+                    let next = Cursor {
+                        opdateringsdato: last.literal.clone().unwrap_or_else(|| format_literal(at)),
+                        id: last.id,
+                    };
+                    self.publish(page.records, &keys, &next, &mut in_flight)
+                        .await?;
+                    newest = max_cursor(newest, next);
+                }
+                if !more {
+                    break;
+                }
+            }
+            let page = self.fetch(&keyset::advance_query(at)).await?;
+            let keys = keyset::check_advance(&page, at)?;
+            let more = keyset::has_more(&page);
+            let Some(last) = keys.last().cloned() else {
+                break;
+            };
+            let next = Cursor {
+                opdateringsdato: last.literal.clone().unwrap_or_default(),
+                id: last.id,
+            };
+            self.publish(page.records, &keys, &next, &mut in_flight)
+                .await?;
+            newest = max_cursor(newest, next);
+            let Some(last_at) = last.at else { break };
+            at = last_at;
+            after = Some(last.id);
+            if !more {
+                break;
+            }
+        }
+        in_flight.drain().await?;
+        Ok(newest)
+    }
+
+    async fn publish(
+        &self,
+        records: Vec<Map<String, Value>>,
+        keys: &[RowKey],
+        cursor: &Cursor,
+        in_flight: &mut InFlight,
+    ) -> Result<(), CommitError> {
+        let (events, state) = self.events(records, keys, false);
+        let ack = self
+            .submit(events, state, vec![Update::Cursor(cursor.clone())])
+            .await?;
+        in_flight.push(ack).await
+    }
+
+    /// The newest row by `(opdateringsdato, id)`, or `None` for an empty set.
+    async fn newest_row(&self) -> Result<Option<Cursor>, CycleError> {
+        let query = Query::default()
+            .select("id,opdateringsdato")
+            .orderby("opdateringsdato desc,id desc")
+            .top(1);
+        let page = self.fetch(&query).await?;
+        let Some(record) = page.records.first() else {
+            return Ok(None);
+        };
+        let key = keyset::row_key(0, record)?;
+        Ok(key.literal.map(|l| Cursor {
+            opdateringsdato: l,
+            id: key.id,
+        }))
+    }
+
+    async fn edge_id(&self, descending: bool) -> Result<Option<i64>, CycleError> {
+        let order = if descending { "id desc" } else { "id" };
+        let page = self
+            .fetch(&Query::default().select("id").orderby(order).top(1))
+            .await?;
+        match page.records.first() {
+            Some(record) => Ok(Some(keyset::row_key(0, record)?.id)),
+            None => Ok(None),
+        }
+    }
+
+    async fn start_now(&self) -> Result<Option<Cursor>, CycleError> {
+        let newest = self.newest_row().await?;
+        let cursor = newest.unwrap_or_else(|| Cursor {
+            opdateringsdato: format_literal(chrono::DateTime::UNIX_EPOCH.naive_utc()),
+            id: 0,
+        });
+        let ack = self
+            .submit(Vec::new(), Vec::new(), vec![Update::Cursor(cursor.clone())])
+            .await?;
+        ack.await.unwrap_or(Err(CommitError::Stopped))?;
+        tracing::info!(entity = self.entity(), cursor = ?cursor, "Streaming from now.");
+        Ok(Some(cursor))
+    }
+
+    async fn start_at(&self, at: NaiveDateTime) -> Result<Option<Cursor>, CycleError> {
+        let cursor = Cursor {
+            opdateringsdato: format_literal(at),
+            id: 0,
+        };
+        let ack = self
+            .submit(Vec::new(), Vec::new(), vec![Update::Cursor(cursor.clone())])
+            .await?;
+        ack.await.unwrap_or(Err(CommitError::Stopped))?;
+        Ok(Some(cursor))
+    }
+
+    async fn start_snapshot(&self) -> Result<Option<Cursor>, CycleError> {
+        // Streaming later starts from the newest row of now (less the
+        // lookback), so changes made while the snapshot runs are caught.
+        let stream_from = self.newest_row().await?;
+        let ranges = match (self.edge_id(false).await?, self.edge_id(true).await?) {
+            (Some(min), Some(max)) => split(min - 1, max, self.shared.snapshot_ranges),
+            _ => Vec::new(),
+        };
+        let progress = SnapshotProgress {
+            ranges,
+            stream_from,
+            request_id: None,
+        };
+        tracing::info!(
+            entity = self.entity(),
+            ranges = progress.ranges.len(),
+            "Snapshot starts."
+        );
+        self.snapshot(progress, true).await
+    }
+
+    /// Reads every range to its end, in parallel, then hands over to
+    /// streaming. Resumes from the committed range progress.
+    async fn snapshot(
+        &self,
+        progress: SnapshotProgress,
+        fresh: bool,
+    ) -> Result<Option<Cursor>, CycleError> {
+        if fresh {
+            let ack = self
+                .submit(
+                    Vec::new(),
+                    Vec::new(),
+                    vec![Update::StartSnapshot(progress.clone())],
+                )
+                .await?;
+            ack.await.unwrap_or(Err(CommitError::Stopped))?;
+        }
+        let tasks = progress
+            .ranges
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_done())
+            .map(|(index, range)| self.snapshot_range(index, range.clone()));
+        for result in futures::future::join_all(tasks).await {
+            result?;
+        }
+        let ack = self
+            .submit(Vec::new(), Vec::new(), vec![Update::FinishSnapshot])
+            .await?;
+        ack.await.unwrap_or(Err(CommitError::Stopped))?;
+        tracing::info!(entity = self.entity(), "Snapshot done; streaming.");
+        Ok(progress.stream_from)
+    }
+
+    async fn snapshot_range(&self, index: usize, range: IdRange) -> Result<(), CycleError> {
+        let mut after = range.after;
+        let mut in_flight = InFlight::new(4);
+        while after < range.to {
+            let page = self.fetch(&keyset::id_range_query(after, range.to)).await?;
+            let keys = keyset::check_id_range(&page, after, range.to)?;
+            let more = keyset::has_more(&page);
+            let reached = match (keys.last(), more) {
+                (Some(last), true) => last.id,
+                // A short page without a nextLink: the range is read.
+                _ => range.to,
+            };
+            let (events, state) = self.events(page.records, &keys, true);
+            let ack = self
+                .submit(
+                    events,
+                    state,
+                    vec![Update::RangeProgress {
+                        index,
+                        after: reached,
+                    }],
+                )
+                .await?;
+            in_flight.push(ack).await?;
+            after = reached;
+        }
+        in_flight.drain().await?;
+        Ok(())
+    }
+}
+
+fn max_cursor(current: Option<Cursor>, candidate: Cursor) -> Option<Cursor> {
+    match current {
+        Some(c) if !crate::checkpoint::cursor_after(&candidate, &c) => Some(c),
+        _ => Some(candidate),
+    }
+}
+
+/// Splits `(after, to]` into `parts` ranges of about equal width.
+pub fn split(after: i64, to: i64, parts: usize) -> Vec<IdRange> {
+    let parts = parts.max(1) as i64;
+    let width = ((to - after) / parts).max(1);
+    let mut ranges = Vec::new();
+    let mut lo = after;
+    while lo < to {
+        let hi = if ranges.len() as i64 == parts - 1 {
+            to
+        } else {
+            (lo + width).min(to)
+        };
+        ranges.push(IdRange { after: lo, to: hi });
+        lo = hi;
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_the_range_without_overlap() {
+        for (after, to, parts) in [(0, 100, 4), (999, 105_000, 4), (5, 6, 4), (0, 3, 8)] {
+            let ranges = split(after, to, parts);
+            assert!(ranges.len() <= parts.max(1));
+            assert_eq!(ranges.first().map(|r| r.after), Some(after));
+            assert_eq!(ranges.last().map(|r| r.to), Some(to));
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].to, pair[1].after);
+            }
+        }
+        assert!(split(10, 10, 4).is_empty());
+    }
+}

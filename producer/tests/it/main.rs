@@ -1,0 +1,5 @@
+//! oda-producer against the real broker and oda-sim's ground truth.
+
+mod crash;
+mod harness;
+mod streaming;
