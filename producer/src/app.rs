@@ -60,6 +60,11 @@ pub fn entity_plans(settings: &Settings) -> anyhow::Result<Vec<EntityPlan>> {
                 .unwrap_or(settings.poll.interval)
                 .get(),
             lookback: settings.poll.lookback.get(),
+            reconcile_interval: overrides
+                .and_then(|o| o.reconcile_interval)
+                .unwrap_or(settings.reconcile.interval)
+                .get(),
+            sweep: set.has_nullable_timestamp(),
             exclude_fields: overrides
                 .map(|o| o.exclude_fields.clone())
                 .unwrap_or_default(),

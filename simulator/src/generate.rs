@@ -360,7 +360,13 @@ impl RowMaker {
             let cell = if field.name == "id" {
                 Cell::Int(id)
             } else if field.name == oda_cdc_core::hash::TIMESTAMP_FIELD {
-                Cell::Time(stamp)
+                // Where `$metadata` allows it, some rows carry no timestamp:
+                // only a full sweep ever sees their changes.
+                if field.nullable && rng.random_ratio(1, 10) {
+                    Cell::Null
+                } else {
+                    Cell::Time(stamp)
+                }
             } else {
                 self.value(rng, store, set, field, id, years)
             };

@@ -188,8 +188,26 @@ pub(crate) fn judge(
         }
     }
     for (id, list) in events {
+        let held = states.get(id).cloned().unwrap_or_default();
+        if !current.contains_key(id) {
+            // Deleted: a `d` event, then a tombstone, end the key.
+            let n = list.len();
+            let ends_deleted = n >= 2
+                && list[n - 1].value.is_none()
+                && list[n - 1].op == "d"
+                && list[n - 2].op == "d"
+                && list[n - 2].value.as_ref().is_some_and(|v| v["op"] == "d");
+            if !ends_deleted {
+                problems.push(format!("{entity}({id}): deleted at the source, but the topic does not end with d + tombstone"));
+            }
+        }
+        if list.iter().any(|e| e.op == "d") && !held.iter().any(Option::is_none) {
+            problems.push(format!(
+                "{entity}({id}): published as deleted, but the source never deleted it"
+            ));
+        }
         for pair in list.windows(2) {
-            if pair[0].hash == pair[1].hash && pair[1].op != "r" {
+            if pair[0].hash == pair[1].hash && pair[1].op != "r" && pair[1].op != "d" {
                 problems.push(format!(
                     "{entity}({id}): two consecutive events with hash {:?}",
                     pair[1].hash
@@ -197,7 +215,6 @@ pub(crate) fn judge(
             }
         }
         // Published states are a subsequence, in order, of the states held.
-        let held = states.get(id).cloned().unwrap_or_default();
         let mut at = 0;
         for event in list.iter().filter(|e| e.op != "d") {
             match held[at..]
