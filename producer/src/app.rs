@@ -12,7 +12,7 @@ use oda_cdc_core::config::Settings;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::{TopicSpec, ensure_topics};
 use oda_cdc_core::model;
-use oda_cdc_core::oda::{ClientMetrics, OdaClient, RetryPolicy};
+use oda_cdc_core::oda::{ClientMetrics, ClientTuning, OdaClient};
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_cdc_core::topics;
 use prometheus::Registry;
@@ -34,6 +34,18 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub from: StartFrom,
+    /// HTTP timeouts, retries and breaker (SPEC's values unless a test
+    /// needs hangs to end sooner).
+    pub http: ClientTuning,
+}
+
+impl RunOptions {
+    pub fn from(from: StartFrom) -> Self {
+        Self {
+            from,
+            http: ClientTuning::default(),
+        }
+    }
 }
 
 /// The entity sets to capture, checked against the model.
@@ -113,7 +125,7 @@ pub async fn run(
         &settings.source.base_url,
         settings.http.max_in_flight,
         settings.http.rate_limit,
-        RetryPolicy::default(),
+        options.http,
         client_metrics,
     )
     .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;

@@ -28,7 +28,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     match args.command {
         Command::Run { from } => {
             let shutdown = oda_cdc_core::shutdown::on_signals();
-            app::run(settings, RunOptions { from }, shutdown).await?;
+            app::run(settings, RunOptions::from(from), shutdown).await?;
         }
         Command::Status => {
             tokio::task::spawn_blocking(move || oda_producer::status::print(&settings))

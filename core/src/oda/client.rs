@@ -81,6 +81,30 @@ impl RetryPolicy {
     }
 }
 
+/// Timeouts, retries and the breaker: production values by default,
+/// shorter in tests that inject hangs.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTuning {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Consecutive failures that open the breaker.
+    pub breaker_threshold: u32,
+    pub breaker_cool_down: Duration,
+}
+
+impl Default for ClientTuning {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The client's metrics (SPEC §7 names).
 #[derive(Debug, Clone)]
 pub struct ClientMetrics {
@@ -147,13 +171,13 @@ impl OdaClient {
         base_url: &str,
         max_in_flight: usize,
         rate_limit: f64,
-        retry: RetryPolicy,
+        tuning: ClientTuning,
         metrics: ClientMetrics,
     ) -> Result<Self, FetchError> {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
+            .connect_timeout(tuning.connect_timeout)
+            .timeout(tuning.request_timeout)
             .gzip(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
@@ -163,8 +187,11 @@ impl OdaClient {
             base: base_url.trim_end_matches('/').to_owned(),
             limiter: Arc::new(RateLimiter::new(rate_limit)),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
-            breaker: Arc::new(Breaker::new(5, Duration::from_secs(30))),
-            retry,
+            breaker: Arc::new(Breaker::new(
+                tuning.breaker_threshold,
+                tuning.breaker_cool_down,
+            )),
+            retry: tuning.retry,
             metrics,
         })
     }

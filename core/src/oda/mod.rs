@@ -10,7 +10,9 @@ mod query;
 mod ratelimit;
 
 pub use self::breaker::{Breaker, BreakerState};
-pub use self::client::{ClientMetrics, FetchError, OdaClient, RetryPolicy, USER_AGENT};
+pub use self::client::{
+    ClientMetrics, ClientTuning, FetchError, OdaClient, RetryPolicy, USER_AGENT,
+};
 pub use self::page::Page;
 pub use self::query::{Query, encode_component, entity_path, escape_data_string};
 pub use self::ratelimit::RateLimiter;

@@ -98,8 +98,12 @@ pub(crate) struct Producer {
 
 impl Producer {
     pub(crate) fn start(settings: Settings, from: StartFrom) -> Self {
+        Self::start_with(settings, RunOptions::from(from))
+    }
+
+    pub(crate) fn start_with(settings: Settings, options: RunOptions) -> Self {
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app::run(settings, RunOptions { from }, shutdown.clone()));
+        let task = tokio::spawn(app::run(settings, options, shutdown.clone()));
         Self { shutdown, task }
     }
 

@@ -2,5 +2,6 @@
 
 mod crash;
 mod deletes;
+mod faults;
 mod harness;
 mod streaming;
