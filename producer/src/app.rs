@@ -25,7 +25,7 @@ use crate::checkpoint::Checkpoint;
 use crate::committer::{CommitError, Committer, StateTopics, transactional_producer};
 use crate::metrics::Metrics;
 use crate::restore;
-use crate::worker::{EntityPlan, Shared, StartFrom, run_entity};
+use crate::worker::{EntityPlan, Shared, StartFrom, WorkerError, run_entity};
 
 /// The producer's default admin address (SPEC §7).
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
@@ -130,6 +130,8 @@ pub async fn run(
     )
     .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
 
+    check_metadata(&client, &plans).await?;
+
     let kafka_admin: AdminClient<DefaultClientContext> = settings
         .kafka
         .client_config()
@@ -150,6 +152,7 @@ pub async fn run(
         .await;
         match outcome {
             Ok(()) => break,
+            Err(PipelineError::Fatal(error)) => return Err(error.into()),
             Err(PipelineError::Commit(CommitError::Fenced(id))) => {
                 anyhow::bail!(
                     "another oda-producer with transactional id `{id}` took over; this one stops"
@@ -170,6 +173,31 @@ pub async fn run(
     Ok(())
 }
 
+/// Compares the configured entities with the source's `$metadata`: a set
+/// the source does not declare stops the service (exit 1); field
+/// differences are logged, one line each.
+async fn check_metadata(client: &OdaClient, plans: &[EntityPlan]) -> anyhow::Result<()> {
+    let xml = match client.metadata().await {
+        Ok(xml) => xml,
+        Err(error) => {
+            tracing::warn!(%error, "Cannot read $metadata; field names are not checked this start.");
+            return Ok(());
+        }
+    };
+    let entities: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();
+    let (differences, missing) = crate::metadata::differences(&xml, &entities);
+    for line in &differences {
+        tracing::warn!(difference = %line, "The source's $metadata differs from the entity model.");
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the source does not declare these configured entity sets: {} (check `entities`)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Why one run of the pipeline ended.
 #[derive(Debug, thiserror::Error)]
 enum PipelineError {
@@ -179,6 +207,8 @@ enum PipelineError {
     Restore(#[from] restore::RestoreError),
     #[error("{0}")]
     Task(String),
+    #[error(transparent)]
+    Fatal(WorkerError),
 }
 
 async fn run_pipeline(
@@ -258,9 +288,13 @@ async fn run_pipeline(
             joined = workers.join_next() => match joined {
                 None => break Ok(()),
                 Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(WorkerError::Commit(e)))) => {
+                    stop_workers.cancel();
+                    break Err(PipelineError::Commit(e));
+                }
                 Some(Ok(Err(e))) => {
                     stop_workers.cancel();
-                    break Err(PipelineError::Task(e.to_string()));
+                    break Err(PipelineError::Fatal(e));
                 }
                 Some(Err(e)) => {
                     stop_workers.cancel();

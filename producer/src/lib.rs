@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod committer;
 pub mod keyset;
+pub mod metadata;
 pub mod metrics;
 pub mod restore;
 pub mod state;

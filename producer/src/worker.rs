@@ -65,6 +65,8 @@ pub struct Shared {
 pub enum WorkerError {
     #[error(transparent)]
     Commit(#[from] CommitError),
+    #[error("the source answers 404 for entity set {0}: it is not served (check `entities`)")]
+    NotServed(String),
 }
 
 /// Why one cycle stopped early (the worker goes on next interval).
@@ -180,6 +182,9 @@ impl Worker {
                     }
                     Err(CycleError::Commit(e)) => return Err(e.into()),
                     Err(CycleError::Shutdown) => return Ok(()),
+                    Err(CycleError::Fetch(FetchError::NotFound)) => {
+                        return Err(WorkerError::NotServed(self.plan.entity.clone()));
+                    }
                     Err(error) => {
                         self.failed_cycle(&error);
                         if self
@@ -228,6 +233,9 @@ impl Worker {
                 }
                 Err(CycleError::Commit(e)) => return Err(e.into()),
                 Err(CycleError::Shutdown) => return Ok(()),
+                Err(CycleError::Fetch(FetchError::NotFound)) => {
+                    return Err(WorkerError::NotServed(self.plan.entity.clone()));
+                }
                 Err(error) => self.failed_cycle(&error),
             }
             let due = chrono::Duration::from_std(self.plan.reconcile_interval)

@@ -1,0 +1,86 @@
+//! Exit codes and messages of the binary (SPEC §7).
+
+use std::process::Command;
+use std::time::Duration;
+
+use oda_cdc_testkit::{kafka, unique};
+
+use crate::harness::Sim;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oda-producer");
+
+fn producer(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.args(args).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("runs")
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    for (env, named) in [
+        (vec![("ODA_CDC_POLL__INTERVAL", "soon")], "poll.interval"),
+        (vec![("ODA_CDC_POLL__INTERVALL", "5m")], "poll.intervall"),
+        (
+            vec![("ODA_CDC_HTTP__MAX_IN_FLIGHT", "0")],
+            "http.max_in_flight",
+        ),
+        (vec![("ODA_CDC_FORMAT", "xml")], "format"),
+        (vec![("ODA_CDC_ENTITIES", "Sag,Nope")], "entities"),
+        (vec![("ODA_BASE_URL", "not a url")], "source.base_url"),
+    ] {
+        let output = producer(&["run"], &env);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(
+            stderr.contains(named),
+            "{env:?} should name {named}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+    let output = producer(&["run", "--from", "yesterday"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--from"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_set_that_answers_404_exits_1_with_a_clear_message() {
+    let sim = Sim::start(|c| c.scale = 1_000).await;
+    let base = sim.sim.base_url();
+    let prefix = unique("it-cli");
+    let txid = unique("it-cli-producer");
+    let brokers = kafka().brokers;
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .args(["run"])
+            .env("RUST_LOG", "warn")
+            .env("KAFKA_BROKERS", brokers)
+            .env("ODA_BASE_URL", base)
+            .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)
+            .env("ODA_CDC_ENTITIES", "Sambehandlinger")
+            .env("ODA_CDC_PRODUCER__TRANSACTIONAL_ID", txid)
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let started = std::time::Instant::now();
+        while child.try_wait().expect("wait").is_none() {
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("oda-producer kept running on a set that answers 404");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.wait_with_output().expect("output")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Sambehandlinger") && stderr.contains("404"),
+        "{stderr}"
+    );
+}
