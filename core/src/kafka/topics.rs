@@ -144,6 +144,34 @@ pub async fn ensure_topics(
     }
     if !created.is_empty() {
         tracing::info!(topics = ?created, "Created topics.");
+        wait_for_leaders(admin, &created).await?;
     }
     Ok(created)
+}
+
+/// New topics answer requests only once every partition has a leader;
+/// waiting here keeps the first reads from failing with NotLeaderForPartition.
+async fn wait_for_leaders(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[String],
+) -> Result<(), TopicError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(TopicError::Metadata)?;
+        let ready = topics.iter().all(|name| {
+            metadata.topics().iter().any(|t| {
+                t.name() == name
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            })
+        });
+        if ready || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
