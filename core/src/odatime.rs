@@ -59,21 +59,13 @@ pub fn utc_to_local(at: DateTime<Utc>) -> NaiveDateTime {
     Copenhagen.from_utc_datetime(&at.naive_utc()).naive_local()
 }
 
-/// How far the clock fell back within `window` before `now`: one hour
-/// right after the October change, zero otherwise. A cursor in local time
-/// must look back this much further to see rows stamped in the repeated hour.
-pub fn fall_back_within(now: DateTime<Utc>, window: Duration) -> Duration {
-    let offset = |t: DateTime<Utc>| {
-        let local = Copenhagen.from_utc_datetime(&t.naive_utc());
-        local.naive_local() - t.naive_utc()
-    };
-    let before = offset(now - window);
-    let after = offset(now);
-    if before > after {
-        before - after
-    } else {
-        Duration::zero()
-    }
+/// Whether a Danish wall-clock reading happened twice (the repeated hour
+/// of the autumn change).
+pub fn is_ambiguous(local: NaiveDateTime) -> bool {
+    matches!(
+        Copenhagen.from_local_datetime(&local),
+        LocalResult::Ambiguous(_, _)
+    )
 }
 
 #[cfg(test)]
@@ -139,23 +131,14 @@ mod tests {
     }
 
     #[test]
-    fn fall_back_is_seen_only_right_after_the_change() {
-        let hour = Duration::hours(1);
-        let window = Duration::minutes(10) + hour;
-        let just_after = Utc
-            .with_ymd_and_hms(2026, 10, 25, 1, 20, 0)
-            .single()
-            .expect("t");
-        assert_eq!(fall_back_within(just_after, window), hour);
-        let long_after = Utc
-            .with_ymd_and_hms(2026, 10, 25, 4, 0, 0)
-            .single()
-            .expect("t");
-        assert_eq!(fall_back_within(long_after, window), Duration::zero());
-        let spring = Utc
-            .with_ymd_and_hms(2026, 3, 29, 1, 20, 0)
-            .single()
-            .expect("t");
-        assert_eq!(fall_back_within(spring, window), Duration::zero());
+    fn only_the_repeated_hour_is_ambiguous() {
+        assert!(is_ambiguous(local("2026-10-25T02:00:00")));
+        assert!(is_ambiguous(local("2026-10-25T02:59:59.997")));
+        assert!(!is_ambiguous(local("2026-10-25T03:00:00")));
+        assert!(!is_ambiguous(local("2026-10-25T01:59:59")));
+        assert!(
+            !is_ambiguous(local("2026-03-29T02:30:00")),
+            "the spring gap is missing, not repeated"
+        );
     }
 }

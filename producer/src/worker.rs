@@ -12,7 +12,7 @@ use oda_cdc_core::event::{ChangeEvent, Op, headers};
 use oda_cdc_core::hash::content_hash;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::oda::{FetchError, OdaClient, Page, Query};
-use oda_cdc_core::odatime::{fall_back_within, format_literal, local_to_utc, parse_local};
+use oda_cdc_core::odatime::{format_literal, is_ambiguous, local_to_utc, parse_local};
 use oda_cdc_core::shutdown::CancellationToken;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -379,15 +379,12 @@ impl Worker {
 
     /// One poll cycle from `cursor − lookback`; returns the new cursor.
     async fn cycle(&self, cursor: Option<Cursor>) -> Result<Option<Cursor>, CycleError> {
-        let now = Utc::now();
         let lookback = chrono::Duration::from_std(self.plan.lookback)
             .unwrap_or_else(|_| chrono::Duration::minutes(10));
-        // Right after the autumn change the hour repeats: look back over it.
-        let widened = lookback + fall_back_within(now, lookback + chrono::Duration::hours(1));
         let origin = cursor
             .as_ref()
             .and_then(|c| parse_local(&c.opdateringsdato).ok())
-            .map(|t| t - widened)
+            .map(|t| t - lookback_from(t, lookback))
             .unwrap_or_else(|| chrono::DateTime::UNIX_EPOCH.naive_utc());
         let mut at = origin;
         let mut after: Option<i64> = None;
@@ -719,6 +716,18 @@ impl Worker {
     }
 }
 
+/// How far before `cursor` a cycle re-reads: the lookback, plus the
+/// repeated hour while the cursor or the window sits in it (after the
+/// autumn change the source stamps rows 02:00–02:59 a second time, below a
+/// cursor that already passed 02:59 in the first pass).
+pub fn lookback_from(cursor: NaiveDateTime, lookback: chrono::Duration) -> chrono::Duration {
+    if is_ambiguous(cursor) || is_ambiguous(cursor - lookback) {
+        lookback + chrono::Duration::hours(1)
+    } else {
+        lookback
+    }
+}
+
 fn max_cursor(current: Option<Cursor>, candidate: Cursor) -> Option<Cursor> {
     match current {
         Some(c) if !crate::checkpoint::cursor_after(&candidate, &c) => Some(c),
@@ -747,6 +756,25 @@ pub fn split(after: i64, to: i64, parts: usize) -> Vec<IdRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookback_widens_over_the_repeated_hour() {
+        let ten = chrono::Duration::minutes(10);
+        let t = |s: &str| parse_local(s).expect("valid");
+        assert_eq!(lookback_from(t("2026-10-24T14:00:00"), ten), ten);
+        let widened = ten + chrono::Duration::hours(1);
+        assert_eq!(
+            lookback_from(t("2026-10-25T02:59:59.997"), ten),
+            widened,
+            "cursor in the hour"
+        );
+        assert_eq!(
+            lookback_from(t("2026-10-25T03:05:00"), ten),
+            widened,
+            "window reaches into it"
+        );
+        assert_eq!(lookback_from(t("2026-10-25T03:10:01"), ten), ten, "past it");
+    }
 
     #[test]
     fn split_covers_the_range_without_overlap() {

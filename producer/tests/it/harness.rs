@@ -122,6 +122,7 @@ impl Producer {
 pub(crate) struct Event {
     pub(crate) op: String,
     pub(crate) hash: Option<String>,
+    pub(crate) opdateringsdato: Option<String>,
     pub(crate) value: Option<Value>,
 }
 
@@ -146,6 +147,7 @@ pub(crate) async fn events(topic: &str) -> BTreeMap<i64, Vec<Event>> {
         by_id.entry(id).or_default().push(Event {
             op: record.header("oda.op").unwrap_or_default().to_owned(),
             hash: record.header("oda.hash").map(str::to_owned),
+            opdateringsdato: record.header("oda.opdateringsdato").map(str::to_owned),
             value,
         });
     }
@@ -262,15 +264,30 @@ pub(crate) async fn converge(
     initial: &HashMap<String, BTreeMap<i64, String>>,
     within: Duration,
 ) -> Vec<String> {
+    converge_where(sim, prefix, entities, initial, within, |_| true).await
+}
+
+/// Like [`converge`], judging only the ids `keep` accepts.
+pub(crate) async fn converge_where(
+    sim: &Sim,
+    prefix: &str,
+    entities: &[&str],
+    initial: &HashMap<String, BTreeMap<i64, String>>,
+    within: Duration,
+    keep: impl Fn(i64) -> bool,
+) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let log = sim.log();
         let mut problems = Vec::new();
         for entity in entities {
             let topic = oda_cdc_core::topics::entity_topic(prefix, entity);
-            let events = events(&topic).await;
+            let mut events = events(&topic).await;
+            events.retain(|id, _| keep(*id));
             let states = states(&initial[*entity], &log, entity);
-            problems.extend(judge(entity, &events, &states, &sim.hashes(entity)));
+            let mut current = sim.hashes(entity);
+            current.retain(|id, _| keep(*id));
+            problems.extend(judge(entity, &events, &states, &current));
         }
         if problems.is_empty() || tokio::time::Instant::now() > deadline {
             return problems;
