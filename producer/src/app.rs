@@ -77,6 +77,7 @@ pub fn entity_plans(settings: &Settings) -> anyhow::Result<Vec<EntityPlan>> {
                 .unwrap_or(settings.reconcile.interval)
                 .get(),
             sweep: set.has_nullable_timestamp(),
+            one_shot: false,
             exclude_fields: overrides
                 .map(|o| o.exclude_fields.clone())
                 .unwrap_or_default(),
@@ -259,21 +260,33 @@ async fn run_pipeline(
         metrics: metrics.clone(),
         health: health.clone(),
         snapshot_ranges: settings.http.max_in_flight.max(1),
+        signals_topic: topics::signals_topic(prefix),
     };
     let stop_workers = shutdown.child_token();
     let mut workers = JoinSet::new();
     let checkpoints: HashMap<String, Checkpoint> = checkpoints;
+    let mut mailboxes = HashMap::new();
     for plan in plans {
         let checkpoint = checkpoints.get(&plan.entity).cloned();
+        let (commands, mailbox) = mpsc::channel(16);
+        mailboxes.insert(plan.entity.clone(), commands);
         workers.spawn(run_entity(
             shared.clone(),
             plan.clone(),
             checkpoint,
             options.from.clone(),
+            mailbox,
             stop_workers.clone(),
         ));
     }
     drop(shared);
+    let listener = tokio::spawn(crate::signals::listen(
+        settings.kafka.clone(),
+        topics::signals_topic(prefix),
+        settings.producer.transactional_id.clone(),
+        mailboxes,
+        stop_workers.clone(),
+    ));
     let result = loop {
         tokio::select! {
             committed = &mut committer_task => {
@@ -304,7 +317,9 @@ async fn run_pipeline(
         }
     };
     // Let workers finish their current page and the committer its queue.
+    stop_workers.cancel();
     while workers.join_next().await.is_some() {}
+    listener.abort();
     if !committer_task.is_finished() {
         let _ = tokio::time::timeout(Duration::from_secs(8), &mut committer_task).await;
     }

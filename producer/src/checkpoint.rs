@@ -43,6 +43,9 @@ pub struct SnapshotProgress {
     /// The backfill request this snapshot serves, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// A backfill of rows changed since this local time only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 impl SnapshotProgress {
@@ -130,6 +133,8 @@ pub enum Update {
     FinishSnapshot,
     /// Ids were reconciled now.
     Reconciled(String),
+    /// An operator moved the cursor (back): set it as given.
+    Rewind(Cursor),
 }
 
 impl Checkpoint {
@@ -158,6 +163,7 @@ impl Checkpoint {
                 }
             }
             Update::Reconciled(at) => self.last_reconcile = Some(at.clone()),
+            Update::Rewind(cursor) => self.cursor = Some(cursor.clone()),
         }
         self.updated_at = chrono::Utc::now().to_rfc3339();
     }
@@ -203,6 +209,14 @@ mod tests {
     }
 
     #[test]
+    fn a_rewind_moves_the_cursor_back() {
+        let mut cp = Checkpoint::new("Sag");
+        cp.apply(&Update::Cursor(cursor("2020-01-01T00:00:00", 9)));
+        cp.apply(&Update::Rewind(cursor("2019-01-01T00:00:00", 0)));
+        assert_eq!(cp.cursor, Some(cursor("2019-01-01T00:00:00", 0)));
+    }
+
+    #[test]
     fn cursor_never_moves_back() {
         let mut cp = Checkpoint::new("Sag");
         cp.apply(&Update::Cursor(cursor("2020-01-01T00:00:00.5", 9)));
@@ -225,6 +239,7 @@ mod tests {
             ],
             stream_from: Some(cursor("2025-01-01T00:00:00", 0)),
             request_id: None,
+            since: None,
         }));
         cp.apply(&Update::RangeProgress {
             index: 1,

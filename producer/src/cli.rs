@@ -27,6 +27,25 @@ pub enum Command {
     },
     /// Each entity's checkpoint and lag, read from Kafka.
     Status,
+    /// Backfill: publish every row of these entities again as `r` (through
+    /// the running service, between its polls; with none running, here).
+    Snapshot {
+        /// Entity sets, comma-separated (e.g. `Sag,Aktør`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        entities: Vec<String>,
+        /// Only rows changed since this time (RFC 3339; without an offset,
+        /// Danish local time).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<NaiveDateTime>,
+    },
+    /// Move one entity's cursor to a time; the next cycle re-reads from there.
+    Rewind {
+        #[arg(long)]
+        entity: String,
+        /// RFC 3339; without an offset, Danish local time.
+        #[arg(long, value_parser = parse_time)]
+        to: NaiveDateTime,
+    },
 }
 
 /// Parses `--from`.

@@ -69,6 +69,39 @@ pub fn id_range_query(after: i64, to: i64) -> Query {
         .top(REQUEST_TOP)
 }
 
+/// Ids in `(after, to]` shown at `since` or later (a backfill with
+/// `--since`); the date condition is a range, never an `eq`.
+pub fn id_range_since_query(after: i64, to: i64, since: NaiveDateTime) -> Query {
+    let filter = format!(
+        "id gt {after} and id le {to} and {TIMESTAMP} gt {}",
+        literal(since - Duration::milliseconds(1))
+    );
+    Query::default()
+        .filter(filter)
+        .orderby("id")
+        .top(REQUEST_TOP)
+}
+
+/// Checks that every row of a `--since` page is shown at `since` or later.
+pub fn check_since(keys: &[RowKey], since: NaiveDateTime) -> Result<(), Violation> {
+    for key in keys {
+        if key
+            .at
+            .is_none_or(|t| t <= since - Duration::milliseconds(1))
+        {
+            return Err(Violation::OutsidePredicate {
+                id: key.id,
+                detail: format!(
+                    "shown at {:?}, before {}",
+                    key.literal,
+                    format_literal(since)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A record's id and shown timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowKey {
@@ -314,6 +347,30 @@ mod tests {
         ));
         let null = page(json!([{"id": 2, "opdateringsdato": null}]));
         assert!(check_advance(&null, at).is_err());
+    }
+
+    #[test]
+    fn since_pages_use_a_range_and_refuse_older_rows() {
+        let since = t("2020-01-01T10:00:00.757");
+        let q = id_range_since_query(5, 50, since);
+        assert_eq!(
+            q.filter.as_deref(),
+            Some("id gt 5 and id le 50 and opdateringsdato gt datetime'2020-01-01T10:00:00.756'")
+        );
+        let fresh = check_id_range(
+            &page(json!([{"id": 6, "opdateringsdato": "2020-01-01T10:00:00.757"}])),
+            5,
+            50,
+        )
+        .expect("valid");
+        assert!(check_since(&fresh, since).is_ok());
+        let stale = check_id_range(
+            &page(json!([{"id": 6, "opdateringsdato": "2020-01-01T10:00:00.753"}])),
+            5,
+            50,
+        )
+        .expect("valid");
+        assert!(check_since(&stale, since).is_err());
     }
 
     #[test]

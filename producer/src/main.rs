@@ -8,7 +8,7 @@ use oda_cdc_core::cli::{Failure, exit_code};
 use oda_producer::app::{self, RunOptions};
 use oda_producer::cli::{Args, Command};
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     exit_code(run(Args::parse()).await)
 }
@@ -29,6 +29,12 @@ async fn run(args: Args) -> Result<(), Failure> {
         Command::Run { from } => {
             let shutdown = oda_cdc_core::shutdown::on_signals();
             app::run(settings, RunOptions::from(from), shutdown).await?;
+        }
+        Command::Snapshot { entities, since } => {
+            oda_producer::requests::snapshot(settings, entities, since).await?;
+        }
+        Command::Rewind { entity, to } => {
+            oda_producer::requests::rewind(settings, entity, to).await?;
         }
         Command::Status => {
             tokio::task::spawn_blocking(move || oda_producer::status::print(&settings))

@@ -21,6 +21,7 @@ use crate::checkpoint::{Checkpoint, Cursor, IdRange, SnapshotProgress, Update};
 use crate::committer::{Batch, CommitError, Outgoing};
 use crate::keyset::{self, RowKey, Violation};
 use crate::metrics::Metrics;
+use crate::signals::{Command, Signal};
 use crate::state::{Decision, IdState};
 
 /// Where an entity without a checkpoint starts.
@@ -46,6 +47,9 @@ pub struct EntityPlan {
     /// `opdateringsdato` may be null: reconciliation also sweeps every
     /// record, since date filters cannot see such rows.
     pub sweep: bool,
+    /// Run the queued commands (a backfill, a rewind) without polling,
+    /// then stop: what `snapshot` and `rewind` do with no service running.
+    pub one_shot: bool,
 }
 
 /// What every worker shares.
@@ -58,6 +62,8 @@ pub struct Shared {
     pub health: Health,
     /// Parallel id ranges per snapshot.
     pub snapshot_ranges: usize,
+    /// Where backfill progress is reported.
+    pub signals_topic: String,
 }
 
 /// Why a worker stopped.
@@ -129,6 +135,7 @@ pub async fn run_entity(
     plan: EntityPlan,
     checkpoint: Option<Checkpoint>,
     from: StartFrom,
+    commands: mpsc::Receiver<Command>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let worker = Worker {
@@ -136,7 +143,7 @@ pub async fn run_entity(
         plan,
         shutdown,
     };
-    worker.run(checkpoint, from).await
+    worker.run(checkpoint, from, commands).await
 }
 
 struct Worker {
@@ -154,9 +161,18 @@ impl Worker {
         &self,
         checkpoint: Option<Checkpoint>,
         from: StartFrom,
+        mut commands: mpsc::Receiver<Command>,
     ) -> Result<(), WorkerError> {
         let mut cursor = checkpoint.as_ref().and_then(|c| c.cursor.clone());
-        let snapshot = checkpoint.as_ref().and_then(|c| c.snapshot.clone());
+        let stored = checkpoint.as_ref().and_then(|c| c.snapshot.clone());
+        // A backfill someone requested resumes between polls; an initial
+        // snapshot must finish before streaming starts.
+        let mut backfill = stored
+            .clone()
+            .filter(|s| s.request_id.is_some())
+            .map(|progress| Backfill { progress, read: 0 });
+        let snapshot = stored.filter(|s| s.request_id.is_none());
+        let mut pending: Option<Command> = None;
         let mut last_reconcile = checkpoint
             .as_ref()
             .and_then(|c| c.last_reconcile.as_deref())
@@ -198,10 +214,50 @@ impl Worker {
             }
         }
         loop {
+            if !self.plan.one_shot {
+                self.poll(&mut cursor, &mut last_reconcile).await?;
+            }
+            while let Some(command) = pending.take().or_else(|| commands.try_recv().ok()) {
+                match self.command(command, &mut cursor, &mut backfill).await {
+                    Ok(()) => {}
+                    Err(CycleError::Commit(e)) => return Err(e.into()),
+                    Err(CycleError::Shutdown) => return Ok(()),
+                    Err(error) => self.failed_cycle(&error),
+                }
+            }
+            if let Some(running) = backfill.as_mut() {
+                match self.backfill_chunk(running).await {
+                    Ok(true) => backfill = None,
+                    Ok(false) => continue,
+                    Err(CycleError::Commit(e)) => return Err(e.into()),
+                    Err(CycleError::Shutdown) => return Ok(()),
+                    Err(error) => self.failed_cycle(&error),
+                }
+            }
+            if self.plan.one_shot {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(self.plan.poll_interval) => {}
+                command = commands.recv() => pending = command,
+            }
+        }
+    }
+
+    /// One poll cycle, then a reconcile when one is due. Cycle failures
+    /// are counted and logged; only commit failures and an unserved set end
+    /// the worker.
+    async fn poll(
+        &self,
+        cursor: &mut Option<Cursor>,
+        last_reconcile: &mut chrono::DateTime<Utc>,
+    ) -> Result<(), WorkerError> {
+        {
             let started = std::time::Instant::now();
             match self.cycle(cursor.clone()).await {
                 Ok(next) => {
-                    cursor = next.or(cursor);
+                    *cursor = next.or(cursor.take());
                     let entity = self.entity();
                     self.shared
                         .metrics
@@ -240,18 +296,16 @@ impl Worker {
             }
             let due = chrono::Duration::from_std(self.plan.reconcile_interval)
                 .unwrap_or(chrono::Duration::days(1));
-            if Utc::now() - last_reconcile >= due {
+            if Utc::now() - *last_reconcile >= due {
                 match self.reconcile().await {
-                    Ok(()) => last_reconcile = Utc::now(),
+                    Ok(()) => *last_reconcile = Utc::now(),
                     Err(CycleError::Commit(e)) => return Err(e.into()),
                     Err(CycleError::Shutdown) => return Ok(()),
                     Err(error) => self.failed_cycle(&error),
                 }
             }
-            if self.sleep(self.plan.poll_interval).await {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     fn failed_cycle(&self, error: &CycleError) {
@@ -314,7 +368,7 @@ impl Worker {
         &self,
         records: Vec<Map<String, Value>>,
         keys: &[RowKey],
-        snapshot: bool,
+        mode: Mode<'_>,
     ) -> (Vec<Outgoing>, Vec<(i64, Option<String>)>) {
         let polled_at = Utc::now();
         let entity = self.entity();
@@ -329,7 +383,9 @@ impl Worker {
                 record.remove(field);
             }
             let hash = content_hash(&record);
-            let op = match (state.decide(entity, key.id, &hash), snapshot) {
+            let op = match (state.decide(entity, key.id, &hash), mode) {
+                // A requested backfill re-sends every row (SPEC §5.3's exception).
+                (_, Mode::Backfill(_)) => Op::Read,
                 (Decision::Unchanged, _) => {
                     self.shared
                         .metrics
@@ -338,9 +394,9 @@ impl Worker {
                         .inc();
                     continue;
                 }
-                (_, true) => Op::Read,
-                (Decision::New, false) => Op::Create,
-                (Decision::Changed, false) => Op::Update,
+                (_, Mode::Snapshot) => Op::Read,
+                (Decision::New, Mode::Stream) => Op::Create,
+                (Decision::Changed, Mode::Stream) => Op::Update,
             };
             let event = ChangeEvent::new(
                 op,
@@ -359,6 +415,9 @@ impl Worker {
             ];
             if let Some(literal) = &key.literal {
                 headers.push((headers::OPDATERINGSDATO, literal.clone()));
+            }
+            if let Mode::Backfill(request) = mode {
+                headers.push((headers::BACKFILL, request.to_owned()));
             }
             out.push(Outgoing {
                 topic: self.plan.topic.clone(),
@@ -389,7 +448,7 @@ impl Worker {
         let mut at = origin;
         let mut after: Option<i64> = None;
         let mut newest = cursor;
-        let mut in_flight = InFlight::new(4);
+        let mut in_flight = InFlight::new(16);
         loop {
             // Drain every row shown at `at` (ties may be wider than a page).
             loop {
@@ -441,7 +500,7 @@ impl Worker {
         cursor: &Cursor,
         in_flight: &mut InFlight,
     ) -> Result<(), CommitError> {
-        let (events, state) = self.events(records, keys, false);
+        let (events, state) = self.events(records, keys, Mode::Stream);
         let ack = self
             .submit(events, state, vec![Update::Cursor(cursor.clone())])
             .await?;
@@ -468,7 +527,7 @@ impl Worker {
             let more = keyset::has_more(&page);
             seen.extend(keys.iter().map(|k| k.id));
             if self.plan.sweep && !keys.is_empty() {
-                let (events, state) = self.events(page.records, &keys, false);
+                let (events, state) = self.events(page.records, &keys, Mode::Stream);
                 if !events.is_empty() {
                     in_flight
                         .push(self.submit(events, state, Vec::new()).await?)
@@ -634,14 +693,11 @@ impl Worker {
         // Streaming later starts from the newest row of now (less the
         // lookback), so changes made while the snapshot runs are caught.
         let stream_from = self.newest_row().await?;
-        let ranges = match (self.edge_id(false).await?, self.edge_id(true).await?) {
-            (Some(min), Some(max)) => split(min - 1, max, self.shared.snapshot_ranges),
-            _ => Vec::new(),
-        };
         let progress = SnapshotProgress {
-            ranges,
+            ranges: self.ranges().await?,
             stream_from,
             request_id: None,
+            since: None,
         };
         tracing::info!(
             entity = self.entity(),
@@ -686,34 +742,216 @@ impl Worker {
     }
 
     async fn snapshot_range(&self, index: usize, range: IdRange) -> Result<(), CycleError> {
-        let mut after = range.after;
-        let mut in_flight = InFlight::new(4);
-        while after < range.to {
-            let page = self.fetch(&keyset::id_range_query(after, range.to)).await?;
-            let keys = keyset::check_id_range(&page, after, range.to)?;
+        let mut range = range;
+        self.read_range(index, &mut range, None, Mode::Snapshot, usize::MAX)
+            .await?;
+        Ok(())
+    }
+
+    /// Reads up to `max_pages` pages of one id range, publishing each page
+    /// with the range's progress; returns the rows read.
+    async fn read_range(
+        &self,
+        index: usize,
+        range: &mut IdRange,
+        since: Option<NaiveDateTime>,
+        mode: Mode<'_>,
+        max_pages: usize,
+    ) -> Result<u64, CycleError> {
+        let mut in_flight = InFlight::new(64);
+        let mut rows = 0;
+        let mut pages = 0;
+        while range.after < range.to && pages < max_pages {
+            let query = match since {
+                Some(t) => keyset::id_range_since_query(range.after, range.to, t),
+                None => keyset::id_range_query(range.after, range.to),
+            };
+            let page = self.fetch(&query).await?;
+            let keys = keyset::check_id_range(&page, range.after, range.to)?;
+            if let Some(t) = since {
+                keyset::check_since(&keys, t)?;
+            }
             let more = keyset::has_more(&page);
             let reached = match (keys.last(), more) {
                 (Some(last), true) => last.id,
                 // A short page without a nextLink: the range is read.
                 _ => range.to,
             };
-            let (events, state) = self.events(page.records, &keys, true);
-            let ack = self
-                .submit(
-                    events,
-                    state,
-                    vec![Update::RangeProgress {
-                        index,
-                        after: reached,
-                    }],
-                )
+            rows += keys.len() as u64;
+            let (events, state) = self.events(page.records, &keys, mode);
+            let update = Update::RangeProgress {
+                index,
+                after: reached,
+            };
+            in_flight
+                .push(self.submit(events, state, vec![update]).await?)
                 .await?;
-            in_flight.push(ack).await?;
-            after = reached;
+            range.after = reached;
+            pages += 1;
         }
         in_flight.drain().await?;
+        Ok(rows)
+    }
+
+    /// The id ranges a (back)fill reads: the whole id span, split.
+    async fn ranges(&self) -> Result<Vec<IdRange>, CycleError> {
+        Ok(
+            match (self.edge_id(false).await?, self.edge_id(true).await?) {
+                (Some(min), Some(max)) => split(min - 1, max, self.shared.snapshot_ranges),
+                _ => Vec::new(),
+            },
+        )
+    }
+
+    /// Runs an operator's request.
+    async fn command(
+        &self,
+        command: Command,
+        cursor: &mut Option<Cursor>,
+        backfill: &mut Option<Backfill>,
+    ) -> Result<(), CycleError> {
+        match command {
+            Command::Backfill { id, since } => {
+                let progress = SnapshotProgress {
+                    ranges: self.ranges().await?,
+                    stream_from: None,
+                    request_id: Some(id.clone()),
+                    since,
+                };
+                let ack = self
+                    .submit(
+                        Vec::new(),
+                        Vec::new(),
+                        vec![Update::StartSnapshot(progress.clone())],
+                    )
+                    .await?;
+                ack.await.unwrap_or(Err(CommitError::Stopped))?;
+                tracing::info!(entity = self.entity(), request = %id, "Backfill starts.");
+                *backfill = Some(Backfill { progress, read: 0 });
+            }
+            Command::Rewind { id, to } => {
+                let at = parse_local(&to).map_err(|e| Violation::BadTimestamp {
+                    id: 0,
+                    message: e.to_string(),
+                })?;
+                let target = Cursor {
+                    opdateringsdato: format_literal(at),
+                    id: 0,
+                };
+                // The acknowledgement commits with the rewind itself.
+                let report = Signal::Progress {
+                    id: id.clone(),
+                    entity: self.plan.entity.clone(),
+                    read: 0,
+                    remaining: 0,
+                    done: true,
+                };
+                let record = Outgoing {
+                    topic: self.shared.signals_topic.clone(),
+                    key: self.plan.entity.clone(),
+                    payload: Some(report.to_json()),
+                    headers: Vec::new(),
+                };
+                let ack = self
+                    .submit(
+                        vec![record],
+                        Vec::new(),
+                        vec![Update::Rewind(target.clone())],
+                    )
+                    .await?;
+                ack.await.unwrap_or(Err(CommitError::Stopped))?;
+                tracing::info!(entity = self.entity(), request = %id, to = %target.opdateringsdato, "Cursor rewound.");
+                *cursor = Some(target);
+            }
+        }
         Ok(())
     }
+
+    /// One chunk of a running backfill, so polls keep their pace between
+    /// chunks; returns true when the backfill is complete.
+    async fn backfill_chunk(&self, backfill: &mut Backfill) -> Result<bool, CycleError> {
+        let request = backfill.progress.request_id.clone().unwrap_or_default();
+        let since = match backfill.progress.since.as_deref() {
+            Some(text) => Some(parse_local(text).map_err(|e| Violation::BadTimestamp {
+                id: 0,
+                message: e.to_string(),
+            })?),
+            None => None,
+        };
+        let mut budget = BACKFILL_CHUNK_PAGES;
+        for index in 0..backfill.progress.ranges.len() {
+            if budget == 0 {
+                break;
+            }
+            let mut range = backfill.progress.ranges[index].clone();
+            if range.is_done() {
+                continue;
+            }
+            let before = range.after;
+            backfill.read += self
+                .read_range(index, &mut range, since, Mode::Backfill(&request), budget)
+                .await?;
+            // Pages of this range used from the budget (at least one).
+            budget = budget.saturating_sub(((range.after - before) as usize / 100).max(1));
+            backfill.progress.ranges[index] = range;
+        }
+        let done = backfill.progress.is_done();
+        let remaining: i64 = backfill
+            .progress
+            .ranges
+            .iter()
+            .map(|r| r.to - r.after)
+            .sum();
+        let report = Signal::Progress {
+            id: request,
+            entity: self.plan.entity.clone(),
+            read: backfill.read,
+            remaining: remaining.max(0) as u64,
+            done,
+        };
+        let record = Outgoing {
+            topic: self.shared.signals_topic.clone(),
+            key: self.plan.entity.clone(),
+            payload: Some(report.to_json()),
+            headers: Vec::new(),
+        };
+        let updates = if done {
+            vec![Update::FinishSnapshot]
+        } else {
+            Vec::new()
+        };
+        let ack = self.submit(vec![record], Vec::new(), updates).await?;
+        ack.await.unwrap_or(Err(CommitError::Stopped))?;
+        if done {
+            tracing::info!(
+                entity = self.entity(),
+                rows = backfill.read,
+                "Backfill done."
+            );
+        }
+        Ok(done)
+    }
+}
+
+/// Pages a backfill reads between two polls.
+const BACKFILL_CHUNK_PAGES: usize = 20;
+
+/// A backfill in progress and the rows it has read.
+#[derive(Debug, Clone)]
+struct Backfill {
+    progress: SnapshotProgress,
+    read: u64,
+}
+
+/// How records of a page are published.
+#[derive(Debug, Clone, Copy)]
+enum Mode<'a> {
+    /// Polling: `c` or `u`, unchanged rows skipped.
+    Stream,
+    /// The initial snapshot: `r`, unchanged rows (after a restart) skipped.
+    Snapshot,
+    /// A requested backfill: every row as `r`, marked with the request id.
+    Backfill(&'a str),
 }
 
 /// How far before `cursor` a cycle re-reads: the lookback, plus the

@@ -123,6 +123,7 @@ pub(crate) struct Event {
     pub(crate) op: String,
     pub(crate) hash: Option<String>,
     pub(crate) opdateringsdato: Option<String>,
+    pub(crate) backfill: Option<String>,
     pub(crate) value: Option<Value>,
 }
 
@@ -148,6 +149,7 @@ pub(crate) async fn events(topic: &str) -> BTreeMap<i64, Vec<Event>> {
             op: record.header("oda.op").unwrap_or_default().to_owned(),
             hash: record.header("oda.hash").map(str::to_owned),
             opdateringsdato: record.header("oda.opdateringsdato").map(str::to_owned),
+            backfill: record.header("oda.backfill").map(str::to_owned),
             value,
         });
     }

@@ -1,0 +1,383 @@
+//! `oda-producer snapshot` and `rewind`: ask the running service through
+//! the signals topic, or — with no service running — do the work here,
+//! under the same transactional identity, and exit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::NaiveDateTime;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use oda_cdc_core::config::Settings;
+use oda_cdc_core::health::Health;
+use oda_cdc_core::kafka::LogContext;
+use oda_cdc_core::oda::{ClientMetrics, ClientTuning, OdaClient};
+use oda_cdc_core::odatime::format_literal;
+use oda_cdc_core::shutdown::CancellationToken;
+use oda_cdc_core::topics;
+use prometheus::Registry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::app::entity_plans;
+use crate::committer::{Committer, StateTopics, transactional_producer};
+use crate::metrics::Metrics;
+use crate::restore;
+use crate::signals::{self, Command, Signal};
+use crate::worker::{EntityPlan, Shared, StartFrom, run_entity};
+
+fn request_id(kind: &str) -> String {
+    format!("{kind}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
+}
+
+fn plans_for(settings: &Settings, entities: &[String]) -> anyhow::Result<Vec<EntityPlan>> {
+    let all = entity_plans(&Settings {
+        entities: None,
+        ..settings.clone()
+    })?;
+    entities
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|p| {
+                    p.entity.eq_ignore_ascii_case(name)
+                        || p.entity.to_lowercase() == name.to_lowercase()
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--entities: `{name}` is not an entity set the producer captures"
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Writes one request to the signals topic; returns its offset.
+async fn send_signal(settings: &Settings, signal: &Signal) -> anyhow::Result<i64> {
+    let producer: FutureProducer<LogContext> = settings
+        .kafka
+        .producer_config(None)
+        .create_with_context(LogContext)
+        .context("creating a Kafka producer")?;
+    let topic = topics::signals_topic(&settings.kafka.topic_prefix);
+    let payload = signal.to_json();
+    let delivery = producer
+        .send(
+            FutureRecord::to(&topic).key("request").payload(&payload),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .with_context(|| format!("writing the request to {topic}"))?;
+    Ok(delivery.offset)
+}
+
+/// Shows progress: bars on a terminal, a line per update otherwise.
+struct Progress {
+    bars: Option<(MultiProgress, HashMap<String, ProgressBar>)>,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(entities: &[String]) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                bars: None,
+                quiet: false,
+            };
+        }
+        let multi = MultiProgress::new();
+        let style = ProgressStyle::with_template(
+            "{prefix:>24} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let bars = entities
+            .iter()
+            .map(|e| {
+                let bar = multi.add(
+                    ProgressBar::new(0)
+                        .with_style(style.clone())
+                        .with_prefix(e.clone()),
+                );
+                (e.clone(), bar)
+            })
+            .collect();
+        Self {
+            bars: Some((multi, bars)),
+            quiet: false,
+        }
+    }
+
+    /// Reports nothing (an acknowledgement is all that is awaited).
+    fn silent() -> Self {
+        Self {
+            bars: None,
+            quiet: true,
+        }
+    }
+
+    fn update(&self, entity: &str, read: u64, remaining: u64, done: bool) {
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some(bar) = bars.get(entity) {
+                    bar.set_length(read + remaining.max(u64::from(!done)));
+                    bar.set_position(read);
+                    if done {
+                        bar.finish();
+                    }
+                }
+            }
+            None if self.quiet => {}
+            None => eprintln!(
+                "{entity}: {read} rows read, about {remaining} ids left{}",
+                if done { ", done" } else { "" }
+            ),
+        }
+    }
+}
+
+/// `oda-producer snapshot --entities … [--since …]`.
+pub async fn snapshot(
+    settings: Settings,
+    entities: Vec<String>,
+    since: Option<NaiveDateTime>,
+) -> anyhow::Result<()> {
+    let plans = plans_for(&settings, &entities)?;
+    let names: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();
+    let id = request_id("backfill");
+    let since_text = since.map(format_literal);
+    let running = {
+        let kafka = settings.kafka.clone();
+        let txid = settings.producer.transactional_id.clone();
+        tokio::task::spawn_blocking(move || signals::service_running(&kafka, &txid)).await??
+    };
+    let progress = Progress::new(&names);
+    if running {
+        let signal = Signal::Backfill {
+            id: id.clone(),
+            entities: names.clone(),
+            since: since_text,
+        };
+        let offset = send_signal(&settings, &signal).await?;
+        eprintln!("Backfill {id} requested from the running service; following its progress.");
+        follow(&settings, &id, offset, &names, &progress).await
+    } else {
+        eprintln!(
+            "No service is running: backfilling here as {}.",
+            settings.producer.transactional_id
+        );
+        let commands: Vec<(EntityPlan, Command)> = plans
+            .into_iter()
+            .map(|p| {
+                let command = Command::Backfill {
+                    id: id.clone(),
+                    since: since_text.clone(),
+                };
+                (p, command)
+            })
+            .collect();
+        run_here(&settings, commands, &id, Some(&progress)).await
+    }
+}
+
+/// `oda-producer rewind --entity E --to <time>`.
+pub async fn rewind(settings: Settings, entity: String, to: NaiveDateTime) -> anyhow::Result<()> {
+    let plan = plans_for(&settings, std::slice::from_ref(&entity))?.remove(0);
+    let id = request_id("rewind");
+    let target = format_literal(to);
+    let running = {
+        let kafka = settings.kafka.clone();
+        let txid = settings.producer.transactional_id.clone();
+        tokio::task::spawn_blocking(move || signals::service_running(&kafka, &txid)).await??
+    };
+    let names = vec![plan.entity.clone()];
+    if running {
+        let signal = Signal::Rewind {
+            id: id.clone(),
+            entity: plan.entity.clone(),
+            to: target.clone(),
+        };
+        let offset = send_signal(&settings, &signal).await?;
+        // The service acknowledges in the transaction that moves the cursor.
+        follow(&settings, &id, offset, &names, &Progress::silent()).await?;
+    } else {
+        let command = Command::Rewind {
+            id: id.clone(),
+            to: target.clone(),
+        };
+        run_here(&settings, vec![(plan.clone(), command)], &id, None).await?;
+    }
+    eprintln!(
+        "{}: cursor rewound to {target}; the next cycle re-reads from there.",
+        plan.entity
+    );
+    Ok(())
+}
+
+/// Reads the signals topic from `offset` until every entity reports done.
+async fn follow(
+    settings: &Settings,
+    id: &str,
+    offset: i64,
+    entities: &[String],
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let topic = topics::signals_topic(&settings.kafka.topic_prefix);
+    let mut config = settings.kafka.consumer_config(&format!("{id}-follower"));
+    config.set("enable.partition.eof", "false");
+    let consumer: BaseConsumer<LogContext> = config.create_with_context(LogContext)?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&topic, 0, Offset::Offset(offset))?;
+    consumer.assign(&assignment)?;
+    let mut done: BTreeMap<String, bool> = entities.iter().map(|e| (e.clone(), false)).collect();
+    let mut silent = Duration::ZERO;
+    while done.values().any(|d| !d) {
+        let polled = tokio::task::block_in_place(|| consumer.poll(Duration::from_secs(1)));
+        match polled {
+            None => {
+                silent += Duration::from_secs(1);
+                if silent > Duration::from_secs(600) {
+                    bail!("no progress from the service for 10 minutes");
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(message)) => {
+                silent = Duration::ZERO;
+                let Some(Ok(Signal::Progress {
+                    id: of,
+                    entity,
+                    read,
+                    remaining,
+                    done: finished,
+                })) = message.payload().map(serde_json::from_slice::<Signal>)
+                else {
+                    continue;
+                };
+                if of == id {
+                    progress.update(&entity, read, remaining, finished);
+                    if finished {
+                        done.insert(entity, true);
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{id} complete.");
+    Ok(())
+}
+
+/// Runs requests without a service: the pipeline pieces of `run`, under
+/// the same transactional identity (so a service started meanwhile fences
+/// this one rather than both writing), then exits.
+async fn run_here(
+    settings: &Settings,
+    commands: Vec<(EntityPlan, Command)>,
+    id: &str,
+    progress: Option<&Progress>,
+) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let client = OdaClient::new(
+        &settings.source.base_url,
+        settings.http.max_in_flight,
+        settings.http.rate_limit,
+        ClientTuning::default(),
+        ClientMetrics::register(&registry)?,
+    )
+    .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
+    let prefix = &settings.kafka.topic_prefix;
+    let state_topics = StateTopics {
+        checkpoints: topics::checkpoint_topic(prefix),
+        state: topics::state_topic(prefix),
+    };
+    let producer =
+        transactional_producer(&settings.kafka, &settings.producer.transactional_id).await?;
+    let (checkpoints, state) = {
+        let kafka = settings.kafka.clone();
+        let t = state_topics.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, restore::RestoreError> {
+            Ok((
+                restore::checkpoints(&kafka, &t.checkpoints)?,
+                restore::id_state(&kafka, &t.state)?,
+            ))
+        })
+        .await??
+    };
+    // Progress records land after the current end of the signals topic.
+    let follow_from = {
+        let kafka = settings.kafka.clone();
+        let topic = topics::signals_topic(prefix);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            let consumer: BaseConsumer<LogContext> =
+                kafka.client_config().create_with_context(LogContext)?;
+            Ok(consumer
+                .fetch_watermarks(&topic, 0, Duration::from_secs(10))?
+                .1)
+        })
+        .await??
+    };
+    let (tx, rx) = mpsc::channel(256);
+    let committer = Committer::new(
+        producer,
+        &settings.producer.transactional_id,
+        state_topics,
+        checkpoints.clone(),
+        metrics.clone(),
+    );
+    let committer = tokio::spawn(committer.run(rx));
+    let shared = Shared {
+        client,
+        tx,
+        state: Arc::new(Mutex::new(state)),
+        metrics,
+        health: Health::new(),
+        snapshot_ranges: settings.http.max_in_flight.max(1),
+        signals_topic: topics::signals_topic(prefix),
+    };
+    let mut names = Vec::new();
+    let mut tasks = Vec::new();
+    for (mut plan, command) in commands {
+        let Some(checkpoint) = checkpoints.get(&plan.entity).cloned() else {
+            bail!(
+                "{} has no checkpoint yet: start the service (`oda-producer run`) to snapshot it first",
+                plan.entity
+            );
+        };
+        names.push(plan.entity.clone());
+        plan.one_shot = true;
+        let (mailbox, inbox) = mpsc::channel(1);
+        mailbox.send(command).await?;
+        tasks.push(tokio::spawn(run_entity(
+            shared.clone(),
+            plan,
+            Some(checkpoint),
+            StartFrom::Now,
+            inbox,
+            CancellationToken::new(),
+        )));
+    }
+    drop(shared);
+    let following = async {
+        match progress {
+            Some(progress) => follow(settings, id, follow_from, &names, progress).await,
+            None => Ok(()),
+        }
+    };
+    let working = async {
+        for task in tasks {
+            task.await.context("worker")??;
+        }
+        anyhow::Ok(())
+    };
+    let (followed, worked) = tokio::join!(following, working);
+    worked?;
+    followed?;
+    committer.await.context("committer")??;
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The signals topic (SPEC §3): how `oda-producer snapshot` and `rewind`
+//! ask a running service for work, and how the service reports progress.
+//!
+//! Requests are plain records; progress records are written inside the
+//! transactions that commit the work they report, so a reader using
+//! `read_committed` never sees progress that could still be rolled back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use oda_cdc_core::config::KafkaSettings;
+use oda_cdc_core::kafka::LogContext;
+use oda_cdc_core::shutdown::CancellationToken;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// One record of the signals topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Signal {
+    /// Re-read these entities (all rows, or those changed since a local
+    /// time) and publish every row as `r`.
+    Backfill {
+        id: String,
+        entities: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+    },
+    /// Move one entity's cursor to a local time.
+    Rewind {
+        id: String,
+        entity: String,
+        to: String,
+    },
+    /// Work done for a request (written by the service).
+    Progress {
+        id: String,
+        entity: String,
+        /// Rows read so far.
+        read: u64,
+        /// Ids in the ranges still to read, an estimate.
+        remaining: u64,
+        done: bool,
+    },
+}
+
+impl Signal {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// What a worker is asked to do between its polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Backfill { id: String, since: Option<String> },
+    Rewind { id: String, to: String },
+}
+
+/// The consumer group the service reads requests with: its members show
+/// that a service is running.
+pub fn group(transactional_id: &str) -> String {
+    format!("{transactional_id}-signals")
+}
+
+/// Whether a service with this identity is running (its group has members).
+pub fn service_running(kafka: &KafkaSettings, transactional_id: &str) -> anyhow::Result<bool> {
+    let consumer: BaseConsumer<LogContext> =
+        kafka.client_config().create_with_context(LogContext)?;
+    let groups =
+        consumer.fetch_group_list(Some(&group(transactional_id)), Duration::from_secs(10))?;
+    Ok(groups.groups().iter().any(|g| !g.members().is_empty()))
+}
+
+/// Reads requests and hands them to the entity workers until `shutdown`.
+/// A request is acknowledged (offset committed) once dispatched; the work
+/// itself is resumable from the checkpoint.
+pub async fn listen(
+    kafka: KafkaSettings,
+    topic: String,
+    transactional_id: String,
+    workers: HashMap<String, mpsc::Sender<Command>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut config = kafka.consumer_config(&group(&transactional_id));
+    config.set("auto.offset.reset", "latest");
+    let consumer: StreamConsumer<LogContext> = config.create_with_context(LogContext)?;
+    consumer.subscribe(&[&topic])?;
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(error) => {
+                tracing::warn!(%error, "Reading the signals topic failed.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let signal = message.payload().map(serde_json::from_slice::<Signal>);
+        match signal {
+            Some(Ok(Signal::Backfill {
+                id,
+                entities,
+                since,
+            })) => {
+                for entity in entities {
+                    match workers.get(&entity) {
+                        Some(worker) => {
+                            let command = Command::Backfill {
+                                id: id.clone(),
+                                since: since.clone(),
+                            };
+                            let _ = worker.send(command).await;
+                            tracing::info!(%id, entity, "Backfill requested.");
+                        }
+                        None => {
+                            tracing::warn!(%id, entity, "Backfill of an entity this service does not capture; ignored.")
+                        }
+                    }
+                }
+            }
+            Some(Ok(Signal::Rewind { id, entity, to })) => match workers.get(&entity) {
+                Some(worker) => {
+                    let _ = worker.send(Command::Rewind { id, to }).await;
+                }
+                None => {
+                    tracing::warn!(%id, entity, "Rewind of an entity this service does not capture; ignored.")
+                }
+            },
+            Some(Ok(Signal::Progress { .. })) => {}
+            Some(Err(error)) => {
+                tracing::warn!(%error, offset = message.offset(), "Unreadable signal; skipped.")
+            }
+            None => {}
+        }
+        if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
+            tracing::warn!(%error, "Committing the signals offset failed.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_read_as_tagged_json() {
+        let backfill = Signal::Backfill {
+            id: "b1".into(),
+            entities: vec!["Sag".into(), "Aktør".into()],
+            since: None,
+        };
+        let text = String::from_utf8(backfill.to_json()).expect("utf8");
+        assert_eq!(
+            text,
+            r#"{"type":"backfill","id":"b1","entities":["Sag","Aktør"]}"#
+        );
+        let back: Signal = serde_json::from_str(&text).expect("json");
+        assert_eq!(back, backfill);
+        let progress: Signal = serde_json::from_str(
+            r#"{"type":"progress","id":"b1","entity":"Sag","read":10,"remaining":5,"done":false}"#,
+        )
+        .expect("json");
+        assert!(matches!(progress, Signal::Progress { read: 10, .. }));
+    }
+}
