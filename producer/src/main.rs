@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use oda_cdc_core::cli::{Failure, exit_code};
 use oda_producer::app::{self, RunOptions};
@@ -37,9 +36,7 @@ async fn run(args: Args) -> Result<(), Failure> {
             oda_producer::requests::rewind(settings, entity, to).await?;
         }
         Command::Status => {
-            tokio::task::spawn_blocking(move || oda_producer::status::print(&settings))
-                .await
-                .context("status")??;
+            oda_producer::status::print(&settings).await?;
         }
     }
     Ok(())

@@ -84,3 +84,52 @@ async fn a_configured_set_that_answers_404_exits_1_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_checkpoints_and_the_running_service() {
+    let sim = Sim::start(|c| c.scale = 2_000).await;
+    let mut settings = crate::harness::settings(&sim.sim.base_url(), &["Sag", "Aktør"]);
+    settings.reconcile.interval = oda_cdc_core::config::HumanDuration::from(Duration::from_secs(1));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    settings.metrics.addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let service = crate::harness::Producer::start(
+        settings.clone(),
+        oda_producer::worker::StartFrom::Beginning,
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let env = [
+        ("KAFKA_BROKERS", settings.kafka.brokers.clone()),
+        (
+            "ODA_CDC_KAFKA__TOPIC_PREFIX",
+            settings.kafka.topic_prefix.clone(),
+        ),
+        ("ODA_CDC_ENTITIES", "Sag,Aktør".to_owned()),
+        ("METRICS_ADDR", format!("127.0.0.1:{port}")),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        producer(&["status"], &env)
+    })
+    .await
+    .expect("join");
+    service.stop().await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sag = stdout
+        .lines()
+        .find(|l| l.starts_with("Sag "))
+        .expect("a line for Sag");
+    assert!(sag.contains("streaming"), "{stdout}");
+    assert!(
+        sag.contains("100.0%"),
+        "completeness after a reconcile: {stdout}"
+    );
+    assert!(sag.contains(" ago"), "last good poll: {stdout}");
+}
