@@ -201,7 +201,7 @@ async fn check_metadata(client: &OdaClient, plans: &[EntityPlan]) -> anyhow::Res
 
 /// Why one run of the pipeline ended.
 #[derive(Debug, thiserror::Error)]
-enum PipelineError {
+pub(crate) enum PipelineError {
     #[error(transparent)]
     Commit(#[from] CommitError),
     #[error(transparent)]
@@ -212,22 +212,29 @@ enum PipelineError {
     Fatal(WorkerError),
 }
 
-async fn run_pipeline(
+/// A started pipeline: the committer running, the workers' shared parts,
+/// and the checkpoints it restored.
+pub(crate) struct Assembled {
+    pub(crate) shared: Shared,
+    pub(crate) checkpoints: HashMap<String, Checkpoint>,
+    pub(crate) committer: tokio::task::JoinHandle<Result<(), CommitError>>,
+}
+
+/// Fences any earlier instance (its open transaction is aborted, so what
+/// is read back next is exactly what committed), restores checkpoints and
+/// per-id state from Kafka, and starts the committer. `run` and the
+/// standalone `snapshot`/`rewind` both start this way.
+pub(crate) async fn assemble(
     settings: &Settings,
-    options: &RunOptions,
-    plans: &[EntityPlan],
     client: &OdaClient,
     metrics: &Metrics,
     health: &Health,
-    shutdown: &CancellationToken,
-) -> Result<(), PipelineError> {
+) -> Result<Assembled, PipelineError> {
     let prefix = &settings.kafka.topic_prefix;
     let state_topics = StateTopics {
         checkpoints: topics::checkpoint_topic(prefix),
         state: topics::state_topic(prefix),
     };
-    // Fence any earlier instance first: its open transaction is aborted, so
-    // what is read back next is exactly what committed.
     let producer =
         transactional_producer(&settings.kafka, &settings.producer.transactional_id).await?;
     let kafka = settings.kafka.clone();
@@ -243,7 +250,6 @@ async fn run_pipeline(
     .await
     .map_err(|e| PipelineError::Task(e.to_string()))??;
     health.set_ok("kafka");
-
     let (tx, rx) = mpsc::channel(256);
     let committer = Committer::new(
         producer,
@@ -252,7 +258,7 @@ async fn run_pipeline(
         checkpoints.clone(),
         metrics.clone(),
     );
-    let mut committer_task = tokio::spawn(committer.run(rx));
+    let committer = tokio::spawn(committer.run(rx));
     let shared = Shared {
         client: client.clone(),
         tx,
@@ -262,9 +268,30 @@ async fn run_pipeline(
         snapshot_ranges: settings.http.max_in_flight.max(1),
         signals_topic: topics::signals_topic(prefix),
     };
+    Ok(Assembled {
+        shared,
+        checkpoints,
+        committer,
+    })
+}
+
+async fn run_pipeline(
+    settings: &Settings,
+    options: &RunOptions,
+    plans: &[EntityPlan],
+    client: &OdaClient,
+    metrics: &Metrics,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<(), PipelineError> {
+    let prefix = &settings.kafka.topic_prefix;
+    let Assembled {
+        shared,
+        checkpoints,
+        committer: mut committer_task,
+    } = assemble(settings, client, metrics, health).await?;
     let stop_workers = shutdown.child_token();
     let mut workers = JoinSet::new();
-    let checkpoints: HashMap<String, Checkpoint> = checkpoints;
     let mut mailboxes = HashMap::new();
     for plan in plans {
         let checkpoint = checkpoints.get(&plan.entity).cloned();

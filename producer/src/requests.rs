@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -23,12 +22,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::app::entity_plans;
-use crate::committer::{Committer, StateTopics, transactional_producer};
+use crate::app::{Assembled, assemble, entity_plans};
 use crate::metrics::Metrics;
-use crate::restore;
 use crate::signals::{self, Command, Signal};
-use crate::worker::{EntityPlan, Shared, StartFrom, run_entity};
+use crate::worker::{EntityPlan, StartFrom, run_entity};
 
 fn request_id(kind: &str) -> String {
     format!("{kind}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
@@ -292,23 +289,6 @@ async fn run_here(
     )
     .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
     let prefix = &settings.kafka.topic_prefix;
-    let state_topics = StateTopics {
-        checkpoints: topics::checkpoint_topic(prefix),
-        state: topics::state_topic(prefix),
-    };
-    let producer =
-        transactional_producer(&settings.kafka, &settings.producer.transactional_id).await?;
-    let (checkpoints, state) = {
-        let kafka = settings.kafka.clone();
-        let t = state_topics.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, restore::RestoreError> {
-            Ok((
-                restore::checkpoints(&kafka, &t.checkpoints)?,
-                restore::id_state(&kafka, &t.state)?,
-            ))
-        })
-        .await??
-    };
     // Progress records land after the current end of the signals topic.
     let follow_from = {
         let kafka = settings.kafka.clone();
@@ -322,24 +302,11 @@ async fn run_here(
         })
         .await??
     };
-    let (tx, rx) = mpsc::channel(256);
-    let committer = Committer::new(
-        producer,
-        &settings.producer.transactional_id,
-        state_topics,
-        checkpoints.clone(),
-        metrics.clone(),
-    );
-    let committer = tokio::spawn(committer.run(rx));
-    let shared = Shared {
-        client,
-        tx,
-        state: Arc::new(Mutex::new(state)),
-        metrics,
-        health: Health::new(),
-        snapshot_ranges: settings.http.max_in_flight.max(1),
-        signals_topic: topics::signals_topic(prefix),
-    };
+    let Assembled {
+        shared,
+        checkpoints,
+        committer,
+    } = assemble(settings, &client, &metrics, &Health::new()).await?;
     let mut names = Vec::new();
     let mut tasks = Vec::new();
     for (mut plan, command) in commands {

@@ -803,6 +803,16 @@ impl Worker {
         )
     }
 
+    /// A report for the signals topic, committed with the work it reports.
+    fn signal_record(&self, report: &Signal) -> Outgoing {
+        Outgoing {
+            topic: self.shared.signals_topic.clone(),
+            key: self.plan.entity.clone(),
+            payload: Some(report.to_json()),
+            headers: Vec::new(),
+        }
+    }
+
     /// Runs an operator's request.
     async fn command(
         &self,
@@ -909,12 +919,7 @@ impl Worker {
             remaining: remaining.max(0) as u64,
             done,
         };
-        let record = Outgoing {
-            topic: self.shared.signals_topic.clone(),
-            key: self.plan.entity.clone(),
-            payload: Some(report.to_json()),
-            headers: Vec::new(),
-        };
+        let record = self.signal_record(&report);
         let updates = if done {
             vec![Update::FinishSnapshot]
         } else {

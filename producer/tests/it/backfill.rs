@@ -9,7 +9,7 @@ use oda_cdc_core::config::Settings;
 use oda_producer::worker::StartFrom;
 use serde_json::json;
 
-use crate::harness::{Producer, Sim, converge, events, settings};
+use crate::harness::{Producer, Sim, assert_no_problems, converge, events, settings};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oda-producer");
 
@@ -94,12 +94,7 @@ async fn backfill_through_the_running_service_while_it_streams() {
 
     let problems = converge(&sim, &prefix, &entities, &initial, Duration::from_secs(60)).await;
     producer.stop().await;
-    assert!(
-        problems.is_empty(),
-        "{} problems, first: {:#?}",
-        problems.len(),
-        &problems[..problems.len().min(10)]
-    );
+    assert_no_problems(&problems);
     let counts = backfilled(&prefix, "Sag").await;
     let missing: Vec<_> = before
         .iter()

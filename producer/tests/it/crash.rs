@@ -9,7 +9,7 @@ use oda_cdc_testkit::{kafka, unique};
 use rand::Rng;
 use serde_json::json;
 
-use crate::harness::{Sim, converge, op_counts};
+use crate::harness::{Sim, assert_no_problems, converge, op_counts};
 
 const ENTITIES: &[&str] = &["Sag", "Stemme", "Dokument"];
 const KILLS: usize = 20;
@@ -103,12 +103,7 @@ async fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
     };
 
     // Assert
-    assert!(
-        problems.is_empty(),
-        "{} problems after {KILLS} kills, first: {:#?}",
-        problems.len(),
-        &problems[..problems.len().min(10)]
-    );
+    assert_no_problems(&problems);
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     assert!(
         mid_snapshot >= 2 && mid_stream >= 5,

@@ -9,7 +9,7 @@ use oda_cdc_core::config::HumanDuration;
 use oda_producer::worker::StartFrom;
 use serde_json::json;
 
-use crate::harness::{Producer, Sim, converge, events, op_counts, settings};
+use crate::harness::{Producer, Sim, assert_no_problems, converge, events, op_counts, settings};
 
 const ENTITIES: &[&str] = &["Sag", "Dagsordenspunkt"];
 
@@ -41,12 +41,7 @@ async fn deletes_are_published_and_racing_inserts_are_not() {
 
     let problems = converge(&sim, &prefix, ENTITIES, &initial, Duration::from_secs(60)).await;
     producer.stop().await;
-    assert!(
-        problems.is_empty(),
-        "{} problems, first: {:#?}",
-        problems.len(),
-        &problems[..problems.len().min(10)]
-    );
+    assert_no_problems(&problems);
     // Every deleted id that had been published gets a `d` event plus a
     // tombstone (both carry oda.op = d); ids deleted before anyone saw
     // them need none.

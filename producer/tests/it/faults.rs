@@ -10,7 +10,7 @@ use oda_producer::app::RunOptions;
 use oda_producer::worker::StartFrom;
 use serde_json::json;
 
-use crate::harness::{Producer, Sim, converge, settings};
+use crate::harness::{Producer, Sim, assert_no_problems, converge, settings};
 
 const ENTITIES: &[&str] = &["Sag", "Aktør"];
 
@@ -97,12 +97,7 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
         .await
         .expect("text");
     producer.stop().await;
-    assert!(
-        problems.is_empty(),
-        "{} problems, first: {:#?}",
-        problems.len(),
-        &problems[..problems.len().min(10)]
-    );
+    assert_no_problems(&problems);
     assert_eq!(worst_circuit, 2.0, "the breaker opened during the faults");
     assert_eq!(
         metric(&text, "oda_cdc_circuit_state"),

@@ -309,3 +309,13 @@ pub(crate) async fn op_counts(prefix: &str, entity: &str) -> BTreeMap<String, us
     }
     counts
 }
+
+/// Fails with the first few problems a judge found.
+pub(crate) fn assert_no_problems(problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{} problems, first: {:#?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
+}

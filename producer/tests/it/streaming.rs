@@ -7,7 +7,9 @@ use std::time::Duration;
 use oda_producer::worker::StartFrom;
 use serde_json::json;
 
-use crate::harness::{Producer, Sim, converge, converge_where, events, op_counts, settings};
+use crate::harness::{
+    Producer, Sim, assert_no_problems, converge, converge_where, events, op_counts, settings,
+};
 
 const ENTITIES: &[&str] = &["Sag", "Aktør", "Stemme", "Afstemning"];
 
@@ -43,12 +45,7 @@ async fn topics_agree_with_the_ground_truth_after_snapshot_and_changes() {
     // Assert: SPEC §5 rules 1–3 for every id.
     let problems = converge(&sim, &prefix, ENTITIES, &initial, Duration::from_secs(90)).await;
     producer.stop().await;
-    assert!(
-        problems.is_empty(),
-        "{} problems, first: {:#?}",
-        problems.len(),
-        &problems[..problems.len().min(10)]
-    );
+    assert_no_problems(&problems);
     // And the run really exercised what it claims to.
     let sag = op_counts(&prefix, "Sag").await;
     // Every id once as `r` (held when the snapshot began) or `c` (inserted later).
@@ -130,10 +127,5 @@ async fn the_repeated_autumn_hour_loses_nothing() {
     )
     .await;
     producer.stop().await;
-    assert!(
-        problems.is_empty(),
-        "{} problems, first: {:#?}",
-        problems.len(),
-        &problems[..problems.len().min(10)]
-    );
+    assert_no_problems(&problems);
 }
