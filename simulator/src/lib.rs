@@ -130,17 +130,23 @@ async fn run_mutator(state: Arc<SimState>, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut owed = 0.0_f64;
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
+        // Owed changes follow the time that really passed, so a starved
+        // runtime catches up instead of silently lowering the rate.
+        let now = tokio::time::Instant::now();
+        let elapsed = now - last;
+        last = now;
         let rate = state.mutation_rate();
         if rate <= 0.0 {
             owed = 0.0;
             continue;
         }
-        owed += rate * tick.as_secs_f64();
+        owed += rate * elapsed.as_secs_f64();
         let due = owed.floor();
         if due < 1.0 {
             continue;
