@@ -6,6 +6,7 @@
 //! clients behave the same everywhere. The binaries stay thin.
 
 pub mod admin;
+pub mod avro;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -141,3 +141,22 @@ async fn optional_field_passes_and_required_field_is_rejected_with_the_reason() 
         ),
     }
 }
+
+#[tokio::test]
+async fn every_generated_envelope_schema_registers_in_the_real_registry() {
+    let client = registry().client().expect("client");
+    let prefix = unique("it-envelopes");
+    let mut registered = 0;
+    for (file, text) in oda_cdc_core::avro::schema_files() {
+        if !file.starts_with("ChangeEvent") {
+            continue;
+        }
+        let subject = format!("{prefix}-{}-value", file.trim_end_matches(".avsc"));
+        client
+            .register_avro(&subject, &text)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        registered += 1;
+    }
+    assert_eq!(registered, 50);
+}
