@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use oda_cdc_core::admin;
-use oda_cdc_core::config::Settings;
+use oda_cdc_core::config::{Format, Settings};
+
+use crate::encode::Encoder;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::{TopicSpec, ensure_topics};
 use oda_cdc_core::model;
@@ -132,6 +134,7 @@ pub async fn run(
     .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
 
     check_metadata(&client, &plans).await?;
+    let encoder = encoder_for(&settings, &plans).await?;
 
     let kafka_admin: AdminClient<DefaultClientContext> = settings
         .kafka
@@ -148,7 +151,7 @@ pub async fn run(
     let mut backoff = Duration::from_secs(1);
     loop {
         let outcome = run_pipeline(
-            &settings, &options, &plans, &client, &metrics, &health, &shutdown,
+            &settings, &options, &plans, &client, &encoder, &metrics, &health, &shutdown,
         )
         .await;
         match outcome {
@@ -172,6 +175,22 @@ pub async fn run(
     }
     admin_server.task.abort();
     Ok(())
+}
+
+/// The configured wire format; with Avro, every entity's schema is
+/// registered first (an incompatible change stops the start, exit 1).
+pub async fn encoder_for(settings: &Settings, plans: &[EntityPlan]) -> anyhow::Result<Encoder> {
+    match settings.format {
+        Format::Json => Ok(Encoder::Json),
+        Format::Avro => {
+            let client = settings.schema_registry.client()?;
+            let entities: Vec<(String, String)> = plans
+                .iter()
+                .map(|p| (p.entity.clone(), p.topic.clone()))
+                .collect();
+            Ok(crate::encode::register(&client, &entities).await?)
+        }
+    }
 }
 
 /// Compares the configured entities with the source's `$metadata`: a set
@@ -227,6 +246,7 @@ pub(crate) struct Assembled {
 pub(crate) async fn assemble(
     settings: &Settings,
     client: &OdaClient,
+    encoder: &Encoder,
     metrics: &Metrics,
     health: &Health,
 ) -> Result<Assembled, PipelineError> {
@@ -267,6 +287,9 @@ pub(crate) async fn assemble(
         health: health.clone(),
         snapshot_ranges: settings.http.max_in_flight.max(1),
         signals_topic: topics::signals_topic(prefix),
+        dlq_topic: topics::dlq_topic(prefix),
+        encoder: encoder.clone(),
+        unknown_logged: Arc::new(Mutex::new(std::collections::HashSet::new())),
     };
     Ok(Assembled {
         shared,
@@ -275,11 +298,13 @@ pub(crate) async fn assemble(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_pipeline(
     settings: &Settings,
     options: &RunOptions,
     plans: &[EntityPlan],
     client: &OdaClient,
+    encoder: &Encoder,
     metrics: &Metrics,
     health: &Health,
     shutdown: &CancellationToken,
@@ -289,7 +314,7 @@ async fn run_pipeline(
         shared,
         checkpoints,
         committer: mut committer_task,
-    } = assemble(settings, client, metrics, health).await?;
+    } = assemble(settings, client, encoder, metrics, health).await?;
     let stop_workers = shutdown.child_token();
     let mut workers = JoinSet::new();
     let mut mailboxes = HashMap::new();

@@ -38,6 +38,11 @@ pub enum Command {
         #[arg(long, value_parser = parse_time)]
         since: Option<NaiveDateTime>,
     },
+    /// Schema registry operations.
+    Schemas {
+        #[command(subcommand)]
+        command: SchemasCommand,
+    },
     /// Move one entity's cursor to a time; the next cycle re-reads from there.
     Rewind {
         #[arg(long)]
@@ -46,6 +51,13 @@ pub enum Command {
         #[arg(long, value_parser = parse_time)]
         to: NaiveDateTime,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemasCommand {
+    /// Register every entity's change-event schema (`<topic>-value`) and
+    /// report incompatibilities with the registry's reason.
+    Register,
 }
 
 /// Parses `--from`.

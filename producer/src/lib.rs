@@ -12,6 +12,7 @@ pub mod app;
 pub mod checkpoint;
 pub mod cli;
 pub mod committer;
+pub mod encode;
 pub mod keyset;
 pub mod metadata;
 pub mod metrics;

@@ -35,6 +35,23 @@ async fn run(args: Args) -> Result<(), Failure> {
         Command::Rewind { entity, to } => {
             oda_producer::requests::rewind(settings, entity, to).await?;
         }
+        Command::Schemas {
+            command: oda_producer::cli::SchemasCommand::Register,
+        } => {
+            let plans = app::entity_plans(&settings).map_err(Failure::Runtime)?;
+            let client = settings
+                .schema_registry
+                .client()
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let entities: Vec<(String, String)> = plans
+                .iter()
+                .map(|p| (p.entity.clone(), p.topic.clone()))
+                .collect();
+            oda_producer::encode::register(&client, &entities)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            println!("{} schemas registered.", entities.len());
+        }
         Command::Status => {
             oda_producer::status::print(&settings).await?;
         }

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub completeness: GaugeVec,
     pub transactions: IntCounterVec,
     pub dlq: IntCounterVec,
+    pub unknown_fields: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,6 +82,14 @@ impl Metrics {
             ),
             &["processor"],
         )?;
+        let unknown_fields = IntCounterVec::new(
+            Opts::new(
+                "oda_cdc_unknown_fields_total",
+                "Source fields the Avro schema does not know (carried in `extra`).",
+            ),
+            &["entity"],
+        )?;
+        registry.register(Box::new(unknown_fields.clone()))?;
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(skipped.clone()))?;
         registry.register(Box::new(polls.clone()))?;
@@ -100,6 +109,7 @@ impl Metrics {
             completeness,
             transactions,
             dlq,
+            unknown_fields,
         })
     }
 }

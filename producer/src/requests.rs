@@ -302,11 +302,13 @@ async fn run_here(
         })
         .await??
     };
+    let plans: Vec<EntityPlan> = commands.iter().map(|(p, _)| p.clone()).collect();
+    let encoder = crate::app::encoder_for(settings, &plans).await?;
     let Assembled {
         shared,
         checkpoints,
         committer,
-    } = assemble(settings, &client, &metrics, &Health::new()).await?;
+    } = assemble(settings, &client, &encoder, &metrics, &Health::new()).await?;
     let mut names = Vec::new();
     let mut tasks = Vec::new();
     for (mut plan, command) in commands {

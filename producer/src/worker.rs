@@ -64,6 +64,11 @@ pub struct Shared {
     pub snapshot_ranges: usize,
     /// Where backfill progress is reported.
     pub signals_topic: String,
+    /// Where records that cannot be encoded go (SPEC §8).
+    pub dlq_topic: String,
+    pub encoder: crate::encode::Encoder,
+    /// Unknown fields already logged, so each is logged once.
+    pub unknown_logged: Arc<Mutex<std::collections::HashSet<(String, String)>>>,
 }
 
 /// Why a worker stopped.
@@ -411,7 +416,10 @@ impl Worker {
                 (headers::ENTITY, entity.to_owned()),
                 (headers::OP, op.code().to_owned()),
                 (headers::HASH, hash.clone()),
-                (headers::CONTENT_TYPE, headers::JSON.to_owned()),
+                (
+                    headers::CONTENT_TYPE,
+                    self.shared.encoder.content_type().to_owned(),
+                ),
             ];
             if let Some(literal) = &key.literal {
                 headers.push((headers::OPDATERINGSDATO, literal.clone()));
@@ -419,12 +427,29 @@ impl Worker {
             if let Mode::Backfill(request) = mode {
                 headers.push((headers::BACKFILL, request.to_owned()));
             }
-            out.push(Outgoing {
-                topic: self.plan.topic.clone(),
-                key: event.key(),
-                payload: Some(event.to_json()),
-                headers,
-            });
+            self.note_unknown_fields(&event);
+            match self.shared.encoder.encode(&event) {
+                Ok(payload) => out.push(Outgoing {
+                    topic: self.plan.topic.clone(),
+                    key: event.key(),
+                    payload: Some(payload),
+                    headers,
+                }),
+                Err(error) => {
+                    // Counts as published (SPEC §5): the raw record goes to
+                    // the dead-letter topic in this same transaction.
+                    tracing::warn!(entity, id = key.id, %error, "Record cannot be encoded; dead-lettered.");
+                    out.push(self.dead_letter(&event, &error.to_string()));
+                    state.set(entity, key.id, &hash);
+                    state_changes.push((key.id, Some(hash)));
+                    self.shared
+                        .metrics
+                        .dlq
+                        .with_label_values(&["oda-producer"])
+                        .inc();
+                    continue;
+                }
+            }
             state.set(entity, key.id, &hash);
             state_changes.push((key.id, Some(hash)));
             self.shared
@@ -801,6 +826,56 @@ impl Worker {
                 _ => Vec::new(),
             },
         )
+    }
+
+    /// SPEC §8's letter for a record the producer cannot encode: the raw
+    /// JSON from the source as the value, the id as the key.
+    fn dead_letter(&self, event: &ChangeEvent, message: &str) -> Outgoing {
+        let raw = event
+            .after
+            .as_ref()
+            .map(|record| serde_json::to_vec(record).unwrap_or_default());
+        Outgoing {
+            topic: self.shared.dlq_topic.clone(),
+            key: event.key(),
+            payload: raw,
+            headers: vec![
+                (headers::ENTITY, event.entity.clone()),
+                ("dlq.processor", "oda-producer".to_owned()),
+                ("dlq.error.kind", "encode".to_owned()),
+                ("dlq.error.message", message.to_owned()),
+                ("dlq.attempts", "1".to_owned()),
+                (
+                    "dlq.failed.at",
+                    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ),
+            ],
+        }
+    }
+
+    /// Counts fields the entity model does not know and logs each once.
+    fn note_unknown_fields(&self, event: &ChangeEvent) {
+        let (Some(record), Some(set)) =
+            (&event.after, oda_cdc_core::model::entity_set(&event.entity))
+        else {
+            return;
+        };
+        for name in record.keys().filter(|k| set.field(k).is_none()) {
+            self.shared
+                .metrics
+                .unknown_fields
+                .with_label_values(&[&event.entity])
+                .inc();
+            let first = self
+                .shared
+                .unknown_logged
+                .lock()
+                .map(|mut seen| seen.insert((event.entity.clone(), name.clone())))
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(entity = %event.entity, field = %name, "The source sends a field the schema does not know; it travels in `extra`.");
+            }
+        }
     }
 
     /// A report for the signals topic, committed with the work it reports.

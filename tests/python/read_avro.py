@@ -21,13 +21,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--brokers", required=True)
     parser.add_argument("--registry", required=True, help="Confluent-compatible base URL")
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--topic", required=True, action="append", help="repeatable")
+    parser.add_argument("--count", type=int, required=True, help="records to read from each topic")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds")
     args = parser.parse_args()
 
     consumer = KafkaConsumer(
-        args.topic,
+        *args.topic,
         bootstrap_servers=args.brokers.split(","),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -35,8 +35,10 @@ def main() -> int:
         consumer_timeout_ms=int(args.timeout * 1000),
     )
     schemas = {}
-    seen = 0
+    seen = {topic: 0 for topic in args.topic}
     for message in consumer:
+        if seen[message.topic] >= args.count:
+            continue
         value = message.value
         if value is None:
             record = None
@@ -52,13 +54,15 @@ def main() -> int:
                 schemas[schema_id] = fastavro.parse_schema(json.loads(response.json()["schema"]))
             record = fastavro.schemaless_reader(io.BytesIO(value[5:]), schemas[schema_id])
         key = message.key.decode("utf-8") if message.key is not None else None
-        print(json.dumps({"key": key, "schema_id": schema_id, "value": record}, ensure_ascii=False, default=str))
-        seen += 1
-        if seen >= args.count:
+        print(json.dumps({"topic": message.topic, "key": key, "schema_id": schema_id, "value": record},
+                         ensure_ascii=False, default=str))
+        seen[message.topic] += 1
+        if all(n >= args.count for n in seen.values()):
             break
     consumer.close()
-    if seen < args.count:
-        print(f"only {seen} of {args.count} records arrived", file=sys.stderr)
+    short = {t: n for t, n in seen.items() if n < args.count}
+    if short:
+        print(f"too few records arrived: {short} (wanted {args.count} each)", file=sys.stderr)
         return 1
     return 0
 

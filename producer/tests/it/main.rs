@@ -1,5 +1,6 @@
 //! oda-producer against the real broker and oda-sim's ground truth.
 
+mod avro;
 mod backfill;
 mod cli;
 mod crash;

@@ -160,3 +160,31 @@ async fn every_generated_envelope_schema_registers_in_the_real_registry() {
     }
     assert_eq!(registered, 50);
 }
+
+#[tokio::test]
+async fn a_generated_schema_evolves_by_optional_fields_only() {
+    let set = oda_cdc_core::model::entity_set("Sag").expect("Sag");
+    let client = registry().client().expect("client");
+    let subject = format!("{}-value", unique("it-sag-evolve"));
+    let base = oda_cdc_core::avro::entity_schema(set);
+    client
+        .register_avro(&subject, &base.to_string())
+        .await
+        .expect("v1");
+    let with = |field: serde_json::Value| {
+        let mut schema = base.clone();
+        schema["fields"].as_array_mut().expect("fields").push(field);
+        schema.to_string()
+    };
+    let optional =
+        with(serde_json::json!({"name": "nyfelt", "type": ["null", "string"], "default": null}));
+    client
+        .register_avro(&subject, &optional)
+        .await
+        .expect("an optional field with a default is BACKWARD-compatible");
+    let required = with(serde_json::json!({"name": "pligtfelt", "type": "int"}));
+    match client.register_avro(&subject, &required).await {
+        Err(RegistryError::Incompatible { reason, .. }) => assert!(!reason.is_empty()),
+        other => panic!("a field without a default must be refused: {other:?}"),
+    }
+}
