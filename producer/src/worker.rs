@@ -367,6 +367,17 @@ impl Worker {
         Ok(ack)
     }
 
+    /// Hands a batch over and waits until its transaction committed.
+    async fn commit_now(
+        &self,
+        records: Vec<Outgoing>,
+        state: Vec<(i64, Option<String>)>,
+        checkpoint: Vec<Update>,
+    ) -> Result<(), CommitError> {
+        let ack = self.submit(records, state, checkpoint).await?;
+        ack.await.unwrap_or(Err(CommitError::Stopped))
+    }
+
     /// Turns source records into events, deciding per id against the
     /// published state (which it updates).
     fn events(
@@ -694,10 +705,8 @@ impl Worker {
             opdateringsdato: format_literal(chrono::DateTime::UNIX_EPOCH.naive_utc()),
             id: 0,
         });
-        let ack = self
-            .submit(Vec::new(), Vec::new(), vec![Update::Cursor(cursor.clone())])
+        self.commit_now(Vec::new(), Vec::new(), vec![Update::Cursor(cursor.clone())])
             .await?;
-        ack.await.unwrap_or(Err(CommitError::Stopped))?;
         tracing::info!(entity = self.entity(), cursor = ?cursor, "Streaming from now.");
         Ok(Some(cursor))
     }
@@ -707,10 +716,8 @@ impl Worker {
             opdateringsdato: format_literal(at),
             id: 0,
         };
-        let ack = self
-            .submit(Vec::new(), Vec::new(), vec![Update::Cursor(cursor.clone())])
+        self.commit_now(Vec::new(), Vec::new(), vec![Update::Cursor(cursor.clone())])
             .await?;
-        ack.await.unwrap_or(Err(CommitError::Stopped))?;
         Ok(Some(cursor))
     }
 
@@ -740,14 +747,12 @@ impl Worker {
         fresh: bool,
     ) -> Result<Option<Cursor>, CycleError> {
         if fresh {
-            let ack = self
-                .submit(
-                    Vec::new(),
-                    Vec::new(),
-                    vec![Update::StartSnapshot(progress.clone())],
-                )
-                .await?;
-            ack.await.unwrap_or(Err(CommitError::Stopped))?;
+            self.commit_now(
+                Vec::new(),
+                Vec::new(),
+                vec![Update::StartSnapshot(progress.clone())],
+            )
+            .await?;
         }
         let tasks = progress
             .ranges
@@ -758,10 +763,8 @@ impl Worker {
         for result in futures::future::join_all(tasks).await {
             result?;
         }
-        let ack = self
-            .submit(Vec::new(), Vec::new(), vec![Update::FinishSnapshot])
+        self.commit_now(Vec::new(), Vec::new(), vec![Update::FinishSnapshot])
             .await?;
-        ack.await.unwrap_or(Err(CommitError::Stopped))?;
         tracing::info!(entity = self.entity(), "Snapshot done; streaming.");
         Ok(progress.stream_from)
     }
@@ -903,14 +906,12 @@ impl Worker {
                     request_id: Some(id.clone()),
                     since,
                 };
-                let ack = self
-                    .submit(
-                        Vec::new(),
-                        Vec::new(),
-                        vec![Update::StartSnapshot(progress.clone())],
-                    )
-                    .await?;
-                ack.await.unwrap_or(Err(CommitError::Stopped))?;
+                self.commit_now(
+                    Vec::new(),
+                    Vec::new(),
+                    vec![Update::StartSnapshot(progress.clone())],
+                )
+                .await?;
                 tracing::info!(entity = self.entity(), request = %id, "Backfill starts.");
                 *backfill = Some(Backfill { progress, read: 0 });
             }
@@ -937,14 +938,12 @@ impl Worker {
                     payload: Some(report.to_json()),
                     headers: Vec::new(),
                 };
-                let ack = self
-                    .submit(
-                        vec![record],
-                        Vec::new(),
-                        vec![Update::Rewind(target.clone())],
-                    )
-                    .await?;
-                ack.await.unwrap_or(Err(CommitError::Stopped))?;
+                self.commit_now(
+                    vec![record],
+                    Vec::new(),
+                    vec![Update::Rewind(target.clone())],
+                )
+                .await?;
                 tracing::info!(entity = self.entity(), request = %id, to = %target.opdateringsdato, "Cursor rewound.");
                 *cursor = Some(target);
             }
@@ -1000,8 +999,7 @@ impl Worker {
         } else {
             Vec::new()
         };
-        let ack = self.submit(vec![record], Vec::new(), updates).await?;
-        ack.await.unwrap_or(Err(CommitError::Stopped))?;
+        self.commit_now(vec![record], Vec::new(), updates).await?;
         if done {
             tracing::info!(
                 entity = self.entity(),
