@@ -40,6 +40,11 @@ pub struct MutationRequest {
     pub deletes: usize,
     #[serde(default)]
     pub restamps: usize,
+    /// Rows whose first integer field (after `id`) starts arriving as a
+    /// string: a type change at the source, which an Avro consumer of the
+    /// old schema cannot take.
+    #[serde(default)]
+    pub retypes: usize,
     /// Every row of the batch gets one `opdateringsdato`.
     #[serde(default)]
     pub same_timestamp: bool,
@@ -74,6 +79,7 @@ enum Change {
     Update,
     Delete,
     Restamp,
+    Retype,
 }
 
 impl World {
@@ -117,6 +123,7 @@ impl World {
             (Change::Insert, request.inserts),
             (Change::Update, request.updates),
             (Change::Restamp, request.restamps),
+            (Change::Retype, request.retypes),
             (Change::Delete, request.deletes),
         ];
         for (change, count) in plan {
@@ -213,7 +220,7 @@ impl World {
                 }
                 ("c", id)
             }
-            Change::Update | Change::Restamp => {
+            Change::Update | Change::Restamp | Change::Retype => {
                 let Some(id) = self.random_existing(entity) else {
                     return;
                 };
@@ -223,6 +230,18 @@ impl World {
                 };
                 if change == Change::Update {
                     self.change_content(set, &mut row.cells, id);
+                }
+                if change == Change::Retype
+                    && let Some(i) = set.fields.iter().skip(1).position(|f| {
+                        matches!(
+                            f.edm,
+                            oda_cdc_core::model::EdmType::Int16
+                                | oda_cdc_core::model::EdmType::Int32
+                        )
+                    })
+                    && let Cell::Int(n) = row.cells[i + 1]
+                {
+                    row.cells[i + 1] = Cell::Str(format!("T{n}").into());
                 }
                 if let Some(i) = ts_index {
                     // A null timestamp stays null: such rows are only found by sweeps.

@@ -116,3 +116,80 @@ async fn every_entity_in_avro_decodes_in_rust_and_in_python() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_that_changes_type_is_dead_lettered_and_the_stream_goes_on() {
+    let sim = Sim::start(|c| c.scale = 2_000).await;
+    let mut settings = settings(&sim.sim.base_url(), &["Sag"]);
+    settings.format = Format::Avro;
+    settings.schema_registry = registry();
+    let prefix = settings.kafka.topic_prefix.clone();
+    let producer = Producer::start(settings, StartFrom::Beginning);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Sag.typeid (an Int32) starts arriving as a string for three rows.
+    sim.mutate(serde_json::json!({"entity": "Sag", "retypes": 3}))
+        .await;
+    let retyped: Vec<i64> = sim
+        .log()
+        .iter()
+        .filter(|e| e.op == "u")
+        .map(|e| i64::from(e.id))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sim.mutate(serde_json::json!({"entity": "Sag", "inserts": 2}))
+        .await;
+    let inserted: Vec<i64> = sim
+        .log()
+        .iter()
+        .filter(|e| e.op == "c")
+        .map(|e| i64::from(e.id))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    producer.stop().await;
+
+    let dlq = oda_cdc_core::topics::dlq_topic(&prefix);
+    let letters = tokio::task::spawn_blocking(move || read_topic(&dlq).expect("dlq"))
+        .await
+        .expect("join");
+    let mut lettered: Vec<i64> = letters
+        .iter()
+        .map(|l| {
+            l.key
+                .as_deref()
+                .and_then(|k| k.parse().ok())
+                .expect("id key")
+        })
+        .collect();
+    lettered.sort_unstable();
+    let mut expected = retyped.clone();
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(lettered, expected, "each retyped row dead-lettered once");
+    for letter in &letters {
+        assert_eq!(letter.header("dlq.processor"), Some("oda-producer"));
+        assert_eq!(letter.header("dlq.error.kind"), Some("encode"));
+        assert_eq!(letter.header("oda.entity"), Some("Sag"));
+        assert!(
+            letter
+                .header("dlq.error.message")
+                .is_some_and(|m| m.contains("typeid"))
+        );
+        assert!(letter.header("dlq.failed.at").is_some());
+        let raw: serde_json::Value =
+            serde_json::from_slice(letter.value.as_deref().expect("raw JSON")).expect("JSON");
+        assert!(raw["typeid"].is_string(), "the raw source record: {raw}");
+    }
+    // The stream went on: later inserts are on the entity topic.
+    let topic = oda_cdc_core::topics::entity_topic(&prefix, "Sag");
+    let keys: Vec<i64> = tokio::task::spawn_blocking(move || read_topic(&topic).expect("topic"))
+        .await
+        .expect("join")
+        .iter()
+        .filter_map(|r| r.key.as_deref().and_then(|k| k.parse().ok()))
+        .collect();
+    assert!(
+        inserted.iter().all(|id| keys.contains(id)),
+        "inserts after the letters were published"
+    );
+}
