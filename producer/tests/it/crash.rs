@@ -63,9 +63,17 @@ async fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
     // Act: run, kill -9 at a random instant, change the source, restart.
     let mut rng = rand::rng();
     let (mut mid_snapshot, mut mid_stream) = (0, 0);
-    for round in 0..KILLS {
+    // At least KILLS kills, and enough of them in each phase; on a slow
+    // machine the snapshot takes more lives, so later ones live longer.
+    let mut round = 0;
+    while round < KILLS || ((mid_snapshot < 2 || mid_stream < 5) && round < 3 * KILLS) {
         let mut child = spawn(&base_url, &prefix, &transactional_id);
-        let alive = Duration::from_millis(rng.random_range(300..2500));
+        let longest = if mid_snapshot >= 4 && mid_stream == 0 {
+            6000
+        } else {
+            2500
+        };
+        let alive = Duration::from_millis(rng.random_range(300..longest));
         tokio::time::sleep(alive).await;
         child.kill().expect("SIGKILL");
         let _ = child.wait();
@@ -82,6 +90,7 @@ async fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
             sim.mutate(json!({"entity": "Dokument", "updates": 5, "backdate": "3m"}))
                 .await;
         }
+        round += 1;
     }
     let mut last = spawn(&base_url, &prefix, &transactional_id);
     let problems = converge(&sim, &prefix, ENTITIES, &initial, Duration::from_secs(120)).await;
