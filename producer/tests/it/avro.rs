@@ -11,7 +11,7 @@ use oda_cdc_testkit::{python, read_topic, registry, tests_path};
 use oda_producer::worker::StartFrom;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 
-use crate::harness::{Producer, Sim, settings};
+use crate::harness::{Producer, Sim, settings, wait_streaming};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_entity_in_avro_decodes_in_rust_and_in_python() {
@@ -125,7 +125,7 @@ async fn a_field_that_changes_type_is_dead_lettered_and_the_stream_goes_on() {
     settings.schema_registry = registry();
     let prefix = settings.kafka.topic_prefix.clone();
     let producer = Producer::start(settings, StartFrom::Beginning);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
 
     // Sag.typeid (an Int32) starts arriving as a string for three rows.
     sim.mutate(serde_json::json!({"entity": "Sag", "retypes": 3}))

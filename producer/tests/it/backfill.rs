@@ -9,7 +9,9 @@ use oda_cdc_core::config::Settings;
 use oda_producer::worker::StartFrom;
 use serde_json::json;
 
-use crate::harness::{Producer, Sim, assert_no_problems, converge, events, settings};
+use crate::harness::{
+    Producer, Sim, assert_no_problems, converge, events, settings, wait_streaming,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oda-producer");
 
@@ -59,7 +61,7 @@ async fn backfill_through_the_running_service_while_it_streams() {
     let settings = settings(&sim.sim.base_url(), &entities);
     let prefix = settings.kafka.topic_prefix.clone();
     let producer = Producer::start(settings.clone(), StartFrom::Beginning);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
     let before: BTreeSet<i64> = sim.hashes("Sag").keys().copied().collect();
 
     // Changes keep coming while the backfill runs.
@@ -115,7 +117,7 @@ async fn backfill_and_rewind_without_a_service() {
     let prefix = settings.kafka.topic_prefix.clone();
     // A service snapshots the entity, then stops.
     let producer = Producer::start(settings.clone(), StartFrom::Beginning);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_streaming(&prefix, "Aktør", Duration::from_secs(60)).await;
     producer.stop().await;
 
     let output = cli(&settings, &["snapshot", "--entities", "aktør"]).await;

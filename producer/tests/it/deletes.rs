@@ -9,7 +9,9 @@ use oda_cdc_core::config::HumanDuration;
 use oda_producer::worker::StartFrom;
 use serde_json::json;
 
-use crate::harness::{Producer, Sim, assert_no_problems, converge, events, op_counts, settings};
+use crate::harness::{
+    Producer, Sim, assert_no_problems, converge, events, op_counts, settings, wait_streaming,
+};
 
 const ENTITIES: &[&str] = &["Sag", "Dagsordenspunkt"];
 
@@ -24,6 +26,7 @@ async fn deletes_are_published_and_racing_inserts_are_not() {
     settings.reconcile.interval = HumanDuration::from(Duration::from_secs(2));
     let prefix = settings.kafka.topic_prefix.clone();
     let producer = Producer::start(settings, StartFrom::Beginning);
+    wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
 
     // Deletes and inserts keep coming while reconciles run every 2 s.
     for _ in 0..10 {

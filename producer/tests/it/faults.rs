@@ -10,7 +10,7 @@ use oda_producer::app::RunOptions;
 use oda_producer::worker::StartFrom;
 use serde_json::json;
 
-use crate::harness::{Producer, Sim, assert_no_problems, converge, settings};
+use crate::harness::{Producer, Sim, assert_no_problems, converge, settings, wait_streaming};
 
 const ENTITIES: &[&str] = &["Sag", "Aktør"];
 
@@ -57,7 +57,8 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
     };
     let producer = Producer::start_with(settings, options);
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
+    wait_streaming(&prefix, "Aktør", Duration::from_secs(60)).await;
 
     // First every request fails, in every failing way, for three seconds
     // (the breaker must open); then half of them answer with the filter

@@ -319,3 +319,29 @@ pub(crate) fn assert_no_problems(problems: &[String]) {
         &problems[..problems.len().min(10)]
     );
 }
+
+/// Waits until `entity`'s committed checkpoint shows streaming (its
+/// snapshot finished), so a test's changes land after it.
+pub(crate) async fn wait_streaming(prefix: &str, entity: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let topic = oda_cdc_core::topics::checkpoint_topic(prefix);
+    loop {
+        let t = topic.clone();
+        let checkpoints =
+            tokio::task::spawn_blocking(move || oda_producer::restore::checkpoints(&kafka(), &t))
+                .await
+                .expect("join")
+                .unwrap_or_default();
+        let streaming = checkpoints
+            .get(entity)
+            .is_some_and(|c| c.snapshot.is_none() && c.cursor.is_some());
+        if streaming {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{entity} did not finish its snapshot in time"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
