@@ -68,18 +68,34 @@ impl Default for SimConfig {
     }
 }
 
-/// A simulator serving in the background.
+/// A simulator serving in the background; dropping it stops it, so a
+/// test's simulator never outlives the test.
 #[derive(Debug)]
 pub struct RunningSim {
     pub addr: SocketAddr,
     pub state: Arc<SimState>,
-    pub task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
 }
 
 impl RunningSim {
     /// `http://<addr>/api`, what clients use as `source.base_url`.
     pub fn base_url(&self) -> String {
         format!("http://{}/api", self.addr)
+    }
+
+    /// Serves until the shutdown token given to [`start`] is cancelled.
+    pub async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+        match self.task.take() {
+            Some(task) => task.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -120,7 +136,12 @@ pub async fn start(config: SimConfig, shutdown: CancellationToken) -> std::io::R
         }
         mutator.abort();
     });
-    Ok(RunningSim { addr, state, task })
+    Ok(RunningSim {
+        addr,
+        state,
+        task: Some(task),
+        shutdown,
+    })
 }
 
 /// Applies background changes at the configured rate (changeable at run

@@ -181,7 +181,7 @@ async fn main() -> ExitCode {
     );
     // A machine-readable line for scripts that asked for port 0.
     println!("listening on {}", sim.base_url());
-    if sim.task.await.is_err() {
+    if sim.join().await.is_err() {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -1,7 +1,7 @@
 //! `oda-producer snapshot` (a backfill) and `rewind`, through a running
 //! service and without one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
@@ -54,10 +54,7 @@ async fn backfilled(prefix: &str, entity: &str) -> BTreeMap<i64, usize> {
 async fn backfill_through_the_running_service_while_it_streams() {
     let sim = Sim::start(|c| c.scale = 8_000).await;
     let entities = ["Sag", "Aktør"];
-    let initial: HashMap<String, BTreeMap<i64, String>> = entities
-        .iter()
-        .map(|e| ((*e).to_owned(), sim.hashes(e)))
-        .collect();
+    let initial = sim.initial(&entities);
     let settings = settings(&sim.sim.base_url(), &entities);
     let prefix = settings.kafka.topic_prefix.clone();
     let producer = Producer::start(settings.clone(), StartFrom::Beginning);

@@ -1,7 +1,6 @@
 //! `kill -9` at random instants, during the snapshot and during streaming,
 //! with a restart each time: nothing lost, nothing duplicated (SPEC §5.5).
 
-use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -52,10 +51,7 @@ async fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
         c.faults.latency = Duration::from_millis(30);
     })
     .await;
-    let initial: HashMap<String, BTreeMap<i64, String>> = ENTITIES
-        .iter()
-        .map(|e| ((*e).to_owned(), sim.hashes(e)))
-        .collect();
+    let initial = sim.initial(ENTITIES);
     let prefix = unique("it-crash");
     let transactional_id = unique("it-crash-producer");
     let base_url = sim.sim.base_url();

@@ -2,7 +2,6 @@
 //! inserts racing a reconcile never do; rows with a null timestamp are
 //! found by the sweep.
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use oda_cdc_core::config::HumanDuration;
@@ -18,10 +17,7 @@ const ENTITIES: &[&str] = &["Sag", "Dagsordenspunkt"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_are_published_and_racing_inserts_are_not() {
     let sim = Sim::start(|c| c.scale = 8_000).await;
-    let initial: HashMap<String, BTreeMap<i64, String>> = ENTITIES
-        .iter()
-        .map(|e| ((*e).to_owned(), sim.hashes(e)))
-        .collect();
+    let initial = sim.initial(ENTITIES);
     let mut settings = settings(&sim.sim.base_url(), ENTITIES);
     settings.reconcile.interval = HumanDuration::from(Duration::from_secs(2));
     let prefix = settings.kafka.topic_prefix.clone();

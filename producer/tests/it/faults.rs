@@ -1,7 +1,6 @@
 //! Source faults for a while: nothing lost or duplicated, bad pages never
 //! move the cursor, the breaker opens and closes, and the metrics say so.
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
@@ -33,10 +32,7 @@ fn metric(text: &str, prefix: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_faults_lose_nothing_and_show_in_the_metrics() {
     let sim = Sim::start(|_| {}).await;
-    let initial: HashMap<String, BTreeMap<i64, String>> = ENTITIES
-        .iter()
-        .map(|e| ((*e).to_owned(), sim.hashes(e)))
-        .collect();
+    let initial = sim.initial(ENTITIES);
     let mut settings = settings(&sim.sim.base_url(), ENTITIES);
     let port = free_port();
     settings.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));

@@ -17,13 +17,6 @@ use tokio::task::JoinHandle;
 pub(crate) struct Sim {
     pub(crate) sim: RunningSim,
     pub(crate) http: reqwest::Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 impl Sim {
@@ -36,14 +29,12 @@ impl Sim {
             ..SimConfig::default()
         };
         adjust(&mut config);
-        let shutdown = CancellationToken::new();
-        let sim = oda_sim::start(config, shutdown.clone())
+        let sim = oda_sim::start(config, CancellationToken::new())
             .await
             .expect("sim starts");
         Self {
             sim,
             http: reqwest::Client::new(),
-            shutdown,
         }
     }
 
@@ -56,6 +47,15 @@ impl Sim {
             .await
             .expect("mutate");
         assert_eq!(response.status(), 200, "{body}");
+    }
+
+    /// Current hashes of every row of each entity: the states the ground
+    /// truth starts from.
+    pub(crate) fn initial(&self, entities: &[&str]) -> HashMap<String, BTreeMap<i64, String>> {
+        entities
+            .iter()
+            .map(|e| ((*e).to_owned(), self.hashes(e)))
+            .collect()
     }
 
     /// Current content hash of every row of a set.

@@ -1,7 +1,7 @@
 //! Snapshot, then streaming while the source changes in every awkward way
 //! it does in production, in SQL Server `datetime` mode.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use oda_producer::worker::StartFrom;
@@ -17,10 +17,7 @@ const ENTITIES: &[&str] = &["Sag", "Aktør", "Stemme", "Afstemning"];
 async fn topics_agree_with_the_ground_truth_after_snapshot_and_changes() {
     // Arrange: a source in SQL Server datetime mode and a producer from the beginning.
     let sim = Sim::start(|_| {}).await;
-    let initial: HashMap<String, BTreeMap<i64, String>> = ENTITIES
-        .iter()
-        .map(|e| ((*e).to_owned(), sim.hashes(e)))
-        .collect();
+    let initial = sim.initial(ENTITIES);
     let settings = settings(&sim.sim.base_url(), ENTITIES);
     let prefix = settings.kafka.topic_prefix.clone();
     let producer = Producer::start(settings, StartFrom::Beginning);
@@ -87,10 +84,7 @@ async fn the_repeated_autumn_hour_loses_nothing() {
     })
     .await;
     let entities = ["Sag"];
-    let initial: HashMap<String, BTreeMap<i64, String>> = entities
-        .iter()
-        .map(|e| ((*e).to_owned(), sim.hashes(e)))
-        .collect();
+    let initial = sim.initial(&entities);
     let settings = settings(&sim.sim.base_url(), &entities);
     let prefix = settings.kafka.topic_prefix.clone();
     let producer = Producer::start(settings, StartFrom::Now);

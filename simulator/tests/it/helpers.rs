@@ -8,13 +8,6 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Sim {
     pub(crate) sim: RunningSim,
     pub(crate) http: reqwest::Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 impl Sim {
@@ -26,19 +19,14 @@ impl Sim {
             ..SimConfig::default()
         };
         adjust(&mut config);
-        let shutdown = CancellationToken::new();
-        let sim = start(config, shutdown.clone())
+        let sim = start(config, CancellationToken::new())
             .await
             .expect("oda-sim starts");
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(20))
             .build()
             .expect("client");
-        Sim {
-            sim,
-            http,
-            shutdown,
-        }
+        Sim { sim, http }
     }
 
     pub(crate) fn api(&self, path_and_query: &str) -> String {
