@@ -186,15 +186,25 @@ impl Worker {
             // A fresh entity was just read in full: its first reconcile is an interval away.
             .unwrap_or_else(Utc::now);
         // Start-up: snapshot or place the cursor, retried until it works.
+        // A retry resumes the snapshot from the progress its earlier attempt
+        // submitted, never from the start: a re-read row that changed in
+        // between would otherwise go out as a second `r`.
         let needs_start = checkpoint.is_none() || snapshot.is_some();
+        let mut resume = snapshot;
         if needs_start {
             loop {
-                let started = match (&snapshot, &from, checkpoint.is_none()) {
-                    (Some(progress), _, _) => self.snapshot(progress.clone(), false).await,
-                    (None, StartFrom::Beginning, true) => self.start_snapshot().await,
-                    (None, StartFrom::Now, true) => self.start_now().await,
-                    (None, StartFrom::Time(t), true) => self.start_at(*t).await,
-                    (None, _, false) => Ok(cursor.clone()),
+                let started = if let Some(progress) = resume.as_mut() {
+                    self.snapshot(progress).await
+                } else {
+                    match (&from, checkpoint.is_none()) {
+                        (StartFrom::Beginning, true) => match self.start_snapshot().await {
+                            Ok(progress) => self.snapshot(resume.insert(progress)).await,
+                            Err(error) => Err(error),
+                        },
+                        (StartFrom::Now, true) => self.start_now().await,
+                        (StartFrom::Time(t), true) => self.start_at(*t).await,
+                        (_, false) => Ok(cursor.clone()),
+                    }
                 };
                 match started {
                     Ok(c) => {
@@ -721,7 +731,9 @@ impl Worker {
         Ok(Some(cursor))
     }
 
-    async fn start_snapshot(&self) -> Result<Option<Cursor>, CycleError> {
+    /// Plans the initial snapshot and commits the plan, so a crash resumes
+    /// it instead of starting over.
+    async fn start_snapshot(&self) -> Result<SnapshotProgress, CycleError> {
         // Streaming later starts from the newest row of now (less the
         // lookback), so changes made while the snapshot runs are caught.
         let stream_from = self.newest_row().await?;
@@ -731,49 +743,40 @@ impl Worker {
             request_id: None,
             since: None,
         };
+        self.commit_now(
+            Vec::new(),
+            Vec::new(),
+            vec![Update::StartSnapshot(progress.clone())],
+        )
+        .await?;
         tracing::info!(
             entity = self.entity(),
             ranges = progress.ranges.len(),
             "Snapshot starts."
         );
-        self.snapshot(progress, true).await
+        Ok(progress)
     }
 
     /// Reads every range to its end, in parallel, then hands over to
-    /// streaming. Resumes from the committed range progress.
+    /// streaming. `progress` follows what was submitted, so a failed
+    /// attempt leaves it where the next one must go on.
     async fn snapshot(
         &self,
-        progress: SnapshotProgress,
-        fresh: bool,
+        progress: &mut SnapshotProgress,
     ) -> Result<Option<Cursor>, CycleError> {
-        if fresh {
-            self.commit_now(
-                Vec::new(),
-                Vec::new(),
-                vec![Update::StartSnapshot(progress.clone())],
-            )
-            .await?;
-        }
         let tasks = progress
             .ranges
-            .iter()
+            .iter_mut()
             .enumerate()
             .filter(|(_, r)| !r.is_done())
-            .map(|(index, range)| self.snapshot_range(index, range.clone()));
+            .map(|(index, range)| self.read_range(index, range, None, Mode::Snapshot, usize::MAX));
         for result in futures::future::join_all(tasks).await {
             result?;
         }
         self.commit_now(Vec::new(), Vec::new(), vec![Update::FinishSnapshot])
             .await?;
         tracing::info!(entity = self.entity(), "Snapshot done; streaming.");
-        Ok(progress.stream_from)
-    }
-
-    async fn snapshot_range(&self, index: usize, range: IdRange) -> Result<(), CycleError> {
-        let mut range = range;
-        self.read_range(index, &mut range, None, Mode::Snapshot, usize::MAX)
-            .await?;
-        Ok(())
+        Ok(progress.stream_from.clone())
     }
 
     /// Reads up to `max_pages` pages of one id range, publishing each page
@@ -967,17 +970,17 @@ impl Worker {
             if budget == 0 {
                 break;
             }
-            let mut range = backfill.progress.ranges[index].clone();
+            // Read in place: a failed chunk keeps what it submitted.
+            let range = &mut backfill.progress.ranges[index];
             if range.is_done() {
                 continue;
             }
             let before = range.after;
             backfill.read += self
-                .read_range(index, &mut range, since, Mode::Backfill(&request), budget)
+                .read_range(index, range, since, Mode::Backfill(&request), budget)
                 .await?;
             // Pages of this range used from the budget (at least one).
             budget = budget.saturating_sub(((range.after - before) as usize / 100).max(1));
-            backfill.progress.ranges[index] = range;
         }
         let done = backfill.progress.is_done();
         let remaining: i64 = backfill

@@ -4,7 +4,7 @@
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// The context every client of this workspace uses.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +32,15 @@ impl ClientContext for LogContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // End of a partition is news only to readers that asked for it
+        // (and they get it from `poll`), not a fault worth a warning.
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::debug!(target: "librdkafka", reason, "End of partition.");
+            return;
+        }
         tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error.");
     }
 }

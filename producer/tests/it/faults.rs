@@ -1,7 +1,7 @@
 //! Source faults for a while: nothing lost or duplicated, bad pages never
 //! move the cursor, the breaker opens and closes, and the metrics say so.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use oda_cdc_core::oda::{ClientTuning, RetryPolicy};
@@ -9,25 +9,12 @@ use oda_producer::app::RunOptions;
 use oda_producer::worker::StartFrom;
 use serde_json::json;
 
-use crate::harness::{Producer, Sim, assert_no_problems, converge, settings, wait_streaming};
+use crate::harness::{
+    Producer, Sim, assert_no_problems, converge, free_port, metric, op_counts, settings,
+    wait_streaming,
+};
 
 const ENTITIES: &[&str] = &["Sag", "Aktør"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The value of the first sample whose line starts with `prefix`, summed
-/// over label sets.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_faults_lose_nothing_and_show_in_the_metrics() {
@@ -125,4 +112,109 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
         })
         .sum();
     assert!(errors > 0.0, "error responses counted by status:\n{text}");
+}
+
+/// An outage in the middle of the initial snapshot: the retry goes on from
+/// the ranges' progress, so rows read before the outage and changed during
+/// it are not read out a second time as `r`; the change follows as `u`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
+    const STEMME: &[&str] = &["Stemme"];
+    let sim = Sim::start(|c| {
+        c.scale = 20_000;
+        c.faults.latency = Duration::from_millis(100);
+    })
+    .await;
+    let initial = sim.initial(STEMME);
+    let mut settings = settings(&sim.sim.base_url(), STEMME);
+    // One range of ~200 pages: a snapshot of about 20 s.
+    settings.http.max_in_flight = 1;
+    let port = free_port();
+    settings.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    let prefix = settings.kafka.topic_prefix.clone();
+    let options = RunOptions {
+        from: StartFrom::Beginning,
+        http: ClientTuning {
+            request_timeout: Duration::from_secs(2),
+            retry: RetryPolicy {
+                attempts: 2,
+                base: Duration::from_millis(20),
+                cap: Duration::from_millis(100),
+            },
+            ..ClientTuning::default()
+        },
+    };
+    let producer = Producer::start_with(settings, options);
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+
+    // Wait until a good part of the snapshot is committed, then fail every
+    // request for two seconds while rows (read and unread) change.
+    let total = initial["Stemme"].len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // The metric, not the topic: a read_committed reader of a topic
+        // under a stream of transactions only ends when they pause.
+        let read = match sim.http.get(&metrics_url).send().await {
+            Ok(response) => metric(
+                &response.text().await.unwrap_or_default(),
+                "oda_cdc_records_published_total{entity=\"Stemme\",op=\"r\"}",
+            ) as usize,
+            Err(_) => 0, // not serving yet
+        };
+        assert!(
+            read < total,
+            "the snapshot ended before the outage; slow it down"
+        );
+        if read >= total / 10 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the snapshot does not progress"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let outage = sim
+        .http
+        .post(format!("http://{}/_sim/faults", sim.sim.addr))
+        .json(&json!({"error_rate": 1.0, "kinds": ["500"], "for": "2s"}))
+        .send()
+        .await
+        .expect("faults");
+    assert_eq!(outage.status(), 200);
+    for _ in 0..4 {
+        sim.mutate(json!({"entity": "Stemme", "updates": 150, "same_timestamp": true}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+
+    let problems = converge(&sim, &prefix, STEMME, &initial, Duration::from_secs(90)).await;
+    let text = sim
+        .http
+        .get(&metrics_url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    producer.stop().await;
+    assert_no_problems(&problems);
+    assert!(
+        metric(
+            &text,
+            "oda_cdc_polls_total{entity=\"Stemme\",outcome=\"error\"}"
+        ) > 0.0,
+        "the outage interrupted the snapshot:\n{text}"
+    );
+    let events =
+        crate::harness::events(&oda_cdc_core::topics::entity_topic(&prefix, "Stemme")).await;
+    let read_twice: Vec<i64> = events
+        .iter()
+        .filter(|(_, list)| list.iter().filter(|e| e.op == "r").count() > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(read_twice.is_empty(), "ids read out twice: {read_twice:?}");
+    let counts = op_counts(&prefix, "Stemme").await;
+    assert_eq!(counts.get("r").copied(), Some(total), "{counts:?}");
 }

@@ -129,11 +129,15 @@ pub(crate) struct Event {
 
 /// Events per id in topic order (one key stays in one partition).
 pub(crate) async fn events(topic: &str) -> BTreeMap<i64, Vec<Event>> {
+    try_events(topic).await.expect("read topic")
+}
+
+/// Like [`events`], with an error for a topic not created yet.
+pub(crate) async fn try_events(topic: &str) -> anyhow::Result<BTreeMap<i64, Vec<Event>>> {
     let topic = topic.to_owned();
     let records: Vec<ReadRecord> = tokio::task::spawn_blocking(move || read_topic(&topic))
         .await
-        .expect("join")
-        .expect("read topic");
+        .expect("join")?;
     let mut by_id: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
     for record in records {
         let id: i64 = record
@@ -153,7 +157,7 @@ pub(crate) async fn events(topic: &str) -> BTreeMap<i64, Vec<Event>> {
             value,
         });
     }
-    by_id
+    Ok(by_id)
 }
 
 /// The states each id held, in order: its initial hash, then every change.
@@ -344,4 +348,20 @@ pub(crate) async fn wait_streaming(prefix: &str, entity: &str, within: Duration)
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The value of the first sample whose line starts with `prefix`, summed
+/// over label sets.
+pub(crate) fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
