@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use oda_cdc_core::config::KafkaSettings;
-use oda_cdc_core::kafka::LogContext;
+use oda_cdc_core::kafka::{LogContext, is_fenced};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -69,25 +69,13 @@ pub async fn transactional_producer(
     kafka: &KafkaSettings,
     transactional_id: &str,
 ) -> Result<FutureProducer<LogContext>, CommitError> {
-    let mut config = kafka.producer_config(Some(transactional_id));
-    config.set("transaction.timeout.ms", "60000");
-    let producer: FutureProducer<LogContext> = config
-        .create_with_context(LogContext)
-        .map_err(|e| CommitError::Kafka(e.to_string()))?;
-    let init = producer.clone();
-    tokio::task::spawn_blocking(move || init.init_transactions(Timeout::After(TXN_TIMEOUT)))
+    oda_cdc_core::kafka::transactional_producer(kafka, transactional_id, TXN_TIMEOUT)
         .await
-        .map_err(|e| CommitError::Kafka(e.to_string()))?
-        .map_err(|e| classify(&e, transactional_id))?;
-    Ok(producer)
+        .map_err(|e| classify(&e, transactional_id))
 }
 
 fn classify(error: &KafkaError, transactional_id: &str) -> CommitError {
-    let fenced = matches!(
-        error.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
-    ) || error.to_string().to_lowercase().contains("fenced");
-    if fenced {
+    if is_fenced(error) {
         CommitError::Fenced(transactional_id.to_owned())
     } else {
         CommitError::Kafka(error.to_string())

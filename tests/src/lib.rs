@@ -175,3 +175,26 @@ pub fn read_topic(topic: &str) -> anyhow::Result<Vec<ReadRecord>> {
     records.sort_by_key(|r| (r.partition, r.offset));
     Ok(records)
 }
+
+/// Sends SIGTERM to `child` and waits for its exit, failing the test when
+/// it takes longer than `within` (SPEC §7: 10 s).
+pub async fn terminate(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> std::process::ExitStatus {
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(term.is_ok_and(|s| s.success()), "kill -TERM");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            started.elapsed() < within,
+            "no exit within {within:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -107,21 +107,7 @@ async fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
     let mut last = spawn(&base_url, &prefix, &transactional_id, free_port());
     let problems = converge(&sim, &prefix, ENTITIES, &initial, Duration::from_secs(120)).await;
     // A graceful stop: SIGTERM, exit 0 within SPEC's 10 s.
-    let term = Command::new("kill")
-        .args(["-TERM", &last.id().to_string()])
-        .status();
-    assert!(term.is_ok_and(|s| s.success()));
-    let stopped_at = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = last.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            stopped_at.elapsed() < Duration::from_secs(10),
-            "no exit within 10 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = oda_cdc_testkit::terminate(&mut last, Duration::from_secs(10)).await;
 
     // Assert
     assert_no_problems(&problems);

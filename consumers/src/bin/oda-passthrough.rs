@@ -1,0 +1,5 @@
+//! `oda-passthrough`: see `oda-passthrough --help`.
+
+fn main() -> std::process::ExitCode {
+    oda_consumers::main::<oda_consumers::processors::passthrough::Passthrough>()
+}

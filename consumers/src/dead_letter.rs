@@ -1,0 +1,151 @@
+//! SPEC §8's dead letter: the original key and value untouched, the
+//! original headers kept (a redrive restores them), and `dlq.*` headers
+//! saying where it came from and why. Earlier `dlq.*` headers are replaced,
+//! never repeated, so a record dead-lettered again does not grow.
+
+use chrono::{SecondsFormat, Utc};
+
+/// Header names of SPEC §8.
+pub mod headers {
+    pub const ORIGINAL_TOPIC: &str = "dlq.original.topic";
+    pub const ORIGINAL_PARTITION: &str = "dlq.original.partition";
+    pub const ORIGINAL_OFFSET: &str = "dlq.original.offset";
+    pub const CONSUMER_GROUP: &str = "dlq.consumer.group";
+    pub const PROCESSOR: &str = "dlq.processor";
+    pub const ERROR_KIND: &str = "dlq.error.kind";
+    pub const ERROR_MESSAGE: &str = "dlq.error.message";
+    pub const ATTEMPTS: &str = "dlq.attempts";
+    pub const FAILED_AT: &str = "dlq.failed.at";
+    /// The prefix every header above shares.
+    pub const PREFIX: &str = "dlq.";
+}
+
+/// Why a record was dead-lettered (`dlq.error.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The value is not a change event (bytes, schema, JSON).
+    Decode,
+    /// The processor refused the record for good.
+    Processing,
+    /// A retryable error that did not clear within `consumer.max_retries`.
+    Timeout,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Decode => "decode",
+            ErrorKind::Processing => "processing",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// Where the failed record was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub group: &'a str,
+    pub processor: &'a str,
+}
+
+/// Longest `dlq.error.message` kept: a header is no place for a dump.
+const MAX_MESSAGE: usize = 2_000;
+
+/// Attempts a record already had before this run (a redriven letter
+/// carries its count), so the count goes on rather than restarting.
+pub fn earlier_attempts(headers: &[(String, Vec<u8>)]) -> u32 {
+    headers
+        .iter()
+        .find(|(n, _)| n == headers::ATTEMPTS)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The original headers without any `dlq.*`, then the new `dlq.*` set.
+pub fn letter_headers(
+    original: &[(String, Vec<u8>)],
+    origin: Origin<'_>,
+    kind: ErrorKind,
+    message: &str,
+    attempts: u32,
+) -> Vec<(String, Vec<u8>)> {
+    let mut message = message.to_owned();
+    if message.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    let mut out: Vec<(String, Vec<u8>)> = original
+        .iter()
+        .filter(|(n, _)| !n.starts_with(headers::PREFIX))
+        .cloned()
+        .collect();
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    for (name, value) in [
+        (headers::ORIGINAL_TOPIC, origin.topic.to_owned()),
+        (headers::ORIGINAL_PARTITION, origin.partition.to_string()),
+        (headers::ORIGINAL_OFFSET, origin.offset.to_string()),
+        (headers::CONSUMER_GROUP, origin.group.to_owned()),
+        (headers::PROCESSOR, origin.processor.to_owned()),
+        (headers::ERROR_KIND, kind.as_str().to_owned()),
+        (headers::ERROR_MESSAGE, message),
+        (headers::ATTEMPTS, attempts.to_string()),
+        (headers::FAILED_AT, now),
+    ] {
+        out.push((name.to_owned(), value.into_bytes()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin<'static> {
+        Origin {
+            topic: "parliament-sag",
+            partition: 3,
+            offset: 42,
+            group: "g",
+            processor: "oda-normalize",
+        }
+    }
+
+    #[test]
+    fn a_second_letter_replaces_the_dlq_headers_and_counts_on() {
+        let original = vec![("oda.entity".to_owned(), b"Sag".to_vec())];
+        let first = letter_headers(&original, origin(), ErrorKind::Timeout, "slow", 4);
+        assert_eq!(first.len(), 10);
+        assert_eq!(earlier_attempts(&first), 4);
+        let again = letter_headers(&first, origin(), ErrorKind::Processing, "bad", 5);
+        assert_eq!(again.len(), first.len(), "headers do not grow");
+        assert_eq!(earlier_attempts(&again), 5);
+        let kind: Vec<_> = again
+            .iter()
+            .filter(|(n, _)| n == headers::ERROR_KIND)
+            .collect();
+        assert_eq!(kind.len(), 1);
+        assert_eq!(kind[0].1, b"processing");
+        assert_eq!(again[0], ("oda.entity".to_owned(), b"Sag".to_vec()));
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let long = "ø".repeat(3_000);
+        let headers = letter_headers(&[], origin(), ErrorKind::Decode, &long, 1);
+        let message = &headers
+            .iter()
+            .find(|(n, _)| n == headers::ERROR_MESSAGE)
+            .expect("message")
+            .1;
+        assert!(message.len() <= MAX_MESSAGE + 3);
+        assert!(std::str::from_utf8(message).is_ok());
+    }
+}

@@ -1,0 +1,145 @@
+//! What a processor is: a record in, zero or more records out, and an
+//! error that says whether trying again can help. Everything else (group,
+//! decoding, retries, dead letters, transactions) is the runner's.
+
+use std::future::Future;
+
+use oda_cdc_core::config::Settings;
+use oda_cdc_core::event::{ChangeEvent, headers};
+use oda_cdc_core::health::Health;
+use oda_cdc_core::kafka::TopicSpec;
+use oda_cdc_core::shutdown::CancellationToken;
+use oda_cdc_core::topics;
+use prometheus::Registry;
+use serde::Serialize;
+
+/// One input record as the runner hands it over.
+#[derive(Debug)]
+pub struct Input<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Broker timestamp, epoch milliseconds.
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a str>,
+    /// The value as it was on the topic (Avro or JSON), `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(String, Vec<u8>)],
+    /// The decoded change event; `None` for a tombstone.
+    pub event: Option<&'a ChangeEvent>,
+}
+
+impl Input<'_> {
+    /// The value of a header, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// One output record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// `None`: the processor's output topic for this input.
+    pub topic: Option<String>,
+    pub key: Option<String>,
+    /// `None` writes a tombstone.
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Output {
+    /// A JSON document under `key`, marked `content-type: application/json`.
+    pub fn json(key: impl Into<String>, document: &impl Serialize) -> Result<Self, ProcessError> {
+        let value = serde_json::to_vec(document)
+            .map_err(|e| ProcessError::Permanent(format!("output is not JSON: {e}")))?;
+        Ok(Self {
+            topic: None,
+            key: Some(key.into()),
+            value: Some(value),
+            headers: vec![(headers::CONTENT_TYPE.to_owned(), headers::JSON.into())],
+        })
+    }
+
+    /// A tombstone for `key` (the compacted output forgets it).
+    pub fn tombstone(key: impl Into<String>) -> Self {
+        Self {
+            topic: None,
+            key: Some(key.into()),
+            value: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Sends this output to `topic` instead of the default.
+    pub fn to(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+/// Why a record could not be processed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessError {
+    /// Trying again may help (a table not loaded yet, a busy dependency):
+    /// retried with backoff up to `consumer.max_retries`, then dead-lettered.
+    #[error("{0}")]
+    Retryable(String),
+    /// The record itself is wrong: dead-lettered at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// What a processor gets when it is opened.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub settings: Settings,
+    /// Register the processor's own metrics here.
+    pub registry: Registry,
+    pub health: Health,
+    pub shutdown: CancellationToken,
+}
+
+/// A processor binary's logic. `main` is then one line:
+/// `oda_consumers::main::<MyProcessor>()`.
+pub trait Processor: Send + Sized + 'static {
+    /// The binary's name: the default consumer group, the `processor`
+    /// metric label and the `dlq.processor` header.
+    const NAME: &'static str;
+    /// The default port of `/metrics` (SPEC §7).
+    const METRICS_PORT: u16;
+
+    /// The topics to read.
+    fn inputs(settings: &Settings) -> Vec<String>;
+
+    /// Where an output without a topic of its own goes: by default the
+    /// input's `-processed` topic (SPEC §3).
+    fn output_topic(_settings: &Settings, input: &str) -> String {
+        topics::processed_topic(input)
+    }
+
+    /// The topics this processor writes, created at start when missing.
+    fn output_topics(settings: &Settings) -> Vec<TopicSpec> {
+        Self::inputs(settings)
+            .iter()
+            .map(|input| TopicSpec::compacted(Self::output_topic(settings, input)))
+            .collect()
+    }
+
+    /// Builds the processor (loads its tables, restores its state). Called
+    /// again whenever the runner rebuilds its clients after a failure, so
+    /// state must come from Kafka, not from the previous instance.
+    fn open(context: &Context) -> impl Future<Output = anyhow::Result<Self>> + Send;
+
+    /// Handles one record. Must be deterministic given the same input and
+    /// state: after an aborted transaction the record is processed again.
+    fn process(&mut self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError>;
+}

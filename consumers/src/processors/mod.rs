@@ -1,0 +1,3 @@
+//! The processors shipped with oda-cdc, one binary each.
+
+pub mod passthrough;

@@ -1,0 +1,56 @@
+//! `oda-passthrough`: copies every record of the entity topics to their
+//! `-processed` topics unchanged. The smallest processor there is: the
+//! baseline of the runner's benchmarks, a template for new processors, and
+//! a way to feed a downstream system a filtered, exactly-once copy.
+
+use oda_cdc_core::config::Settings;
+use oda_cdc_core::topics;
+
+use crate::processor::{Context, Input, Output, ProcessError, Processor};
+
+/// Copies records as they are.
+#[derive(Debug, Default)]
+pub struct Passthrough;
+
+/// The entity topics of the configured entities (every captured set by
+/// default), as the producer names them.
+pub fn entity_inputs(settings: &Settings) -> Vec<String> {
+    let prefix = &settings.kafka.topic_prefix;
+    match &settings.entities {
+        Some(list) => list
+            .iter()
+            .map(|name| {
+                let name = oda_cdc_core::model::entity_set_ci(name)
+                    .map_or(name.as_str(), |s| s.name.as_str());
+                topics::entity_topic(prefix, name)
+            })
+            .collect(),
+        None => oda_cdc_core::model::entity_sets()
+            .iter()
+            .filter(|s| s.is_captured_by_default())
+            .map(|s| topics::entity_topic(prefix, &s.name))
+            .collect(),
+    }
+}
+
+impl Processor for Passthrough {
+    const NAME: &'static str = "oda-passthrough";
+    const METRICS_PORT: u16 = 9467;
+
+    fn inputs(settings: &Settings) -> Vec<String> {
+        entity_inputs(settings)
+    }
+
+    async fn open(_context: &Context) -> anyhow::Result<Self> {
+        Ok(Self)
+    }
+
+    fn process(&mut self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError> {
+        Ok(vec![Output {
+            topic: None,
+            key: input.key.map(str::to_owned),
+            value: input.value.map(<[u8]>::to_vec),
+            headers: input.headers.to_vec(),
+        }])
+    }
+}

@@ -1,0 +1,122 @@
+//! `kill -9` of a processor at random instants while it works through
+//! 100k records: the `-processed` topic, read with read_committed, holds
+//! exactly one output per input.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use oda_cdc_core::topics;
+use oda_cdc_testkit::{create_topic, kafka, read_topic, unique};
+use rand::Rng;
+
+use crate::harness::{Fixture, by_key, event, produce, read_at_least, sag};
+
+const RECORDS: i64 = 100_000;
+const KILLS: usize = 20;
+
+fn spawn(prefix: &str, group: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_oda-passthrough"))
+        .args(["--instance", "it-a"])
+        .env("KAFKA_BROKERS", kafka().brokers)
+        .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)
+        .env("ODA_CDC_ENTITIES", "Sag")
+        .env("ODA_CDC_CONSUMER__GROUP", group)
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("oda-passthrough starts")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits (up to 30 s) until this life has processed a record.
+async fn processing_started(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(response) = http.get(&url).send().await
+            && let Ok(text) = response.text().await
+            && text
+                .lines()
+                .any(|l| l.starts_with("oda_cdc_consumer_records_total") && !l.ends_with(" 0"))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_processing_100k_records_outputs_each_exactly_once() {
+    let prefix = unique("it-eos");
+    let group = unique("it-eos-group");
+    let input = topics::entity_topic(&prefix, "Sag");
+    let output = topics::processed_topic(&input);
+    create_topic(&input, 6).await.expect("input topic");
+
+    // All input first; then each life is killed at a random instant soon
+    // after it starts working, so every kill lands in the middle of the
+    // backlog: mid-batch, mid-transaction or mid-commit.
+    let fixtures: Vec<Fixture> = (1..=RECORDS)
+        .map(|id| Fixture::event(&event("Sag", id, sag(id))))
+        .collect();
+    produce(&input, fixtures).await;
+    let mut rng = rand::rng();
+    let mut port = free_port();
+    let mut child = spawn(&prefix, &group, port);
+    for _ in 0..KILLS {
+        processing_started(port).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        port = free_port();
+        child = spawn(&prefix, &group, port);
+    }
+
+    // Wait for every input's output (distinct keys: duplicates must not
+    // end the wait early), then judge.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let outputs = loop {
+        let outputs = read_at_least(&output, 0, Duration::ZERO).await;
+        if by_key(&outputs).len() >= RECORDS as usize || tokio::time::Instant::now() > deadline {
+            break outputs;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let status = oda_cdc_testkit::terminate(&mut child, Duration::from_secs(10)).await;
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+
+    let counts = by_key(&outputs);
+    let missing: Vec<i64> = (1..=RECORDS)
+        .filter(|id| !counts.contains_key(&id.to_string()))
+        .take(10)
+        .collect();
+    let doubled: Vec<(&String, &usize)> =
+        counts.iter().filter(|(_, n)| **n != 1).take(10).collect();
+    assert!(missing.is_empty(), "inputs without output: {missing:?}…");
+    assert!(
+        doubled.is_empty(),
+        "inputs with several outputs: {doubled:?}…"
+    );
+    assert_eq!(outputs.len(), RECORDS as usize);
+    // Pass-through: each output is its input, byte for byte.
+    let inputs = tokio::task::spawn_blocking(move || read_topic(&input))
+        .await
+        .expect("join")
+        .expect("input");
+    let mut expected: Vec<(Option<String>, Option<Vec<u8>>)> =
+        inputs.into_iter().map(|r| (r.key, r.value)).collect();
+    let mut got: Vec<(Option<String>, Option<Vec<u8>>)> =
+        outputs.into_iter().map(|r| (r.key, r.value)).collect();
+    expected.sort();
+    got.sort();
+    assert!(expected == got, "outputs equal inputs");
+}

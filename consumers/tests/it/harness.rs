@@ -1,0 +1,149 @@
+//! Input fixtures and readers for the consumer tests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use oda_cdc_core::config::{Delivery, Settings};
+use oda_cdc_core::event::{ChangeEvent, Op, headers};
+use oda_cdc_core::kafka::LogContext;
+use oda_cdc_testkit::{ReadRecord, kafka, read_topic, unique};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+
+/// Settings for a processor under a fresh prefix, reading `entities`.
+pub(crate) fn settings(prefix: &str, entities: &[&str], delivery: Delivery) -> Settings {
+    let mut settings = Settings {
+        kafka: kafka(),
+        ..Settings::default()
+    };
+    settings.kafka.topic_prefix = prefix.to_owned();
+    settings.entities = Some(entities.iter().map(|e| (*e).to_owned()).collect());
+    settings.consumer.group = Some(unique("it-group"));
+    settings.consumer.delivery = delivery;
+    settings.metrics.addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    settings
+}
+
+/// A JSON change event of `entity` as the producer writes it.
+pub(crate) fn event(entity: &str, id: i64, after: Value) -> ChangeEvent {
+    ChangeEvent::new(
+        Op::Create,
+        entity,
+        id,
+        after.as_object().cloned(),
+        after["opdateringsdato"].as_str().map(str::to_owned),
+        "http://127.0.0.1:8089/api",
+        chrono::Utc::now(),
+    )
+}
+
+/// One record to put on an input topic.
+pub(crate) struct Fixture {
+    pub(crate) key: String,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl Fixture {
+    pub(crate) fn event(event: &ChangeEvent) -> Self {
+        Self {
+            key: event.key(),
+            value: Some(event.to_json()),
+            headers: vec![
+                (headers::ENTITY, event.entity.clone()),
+                (headers::OP, event.op.code().to_owned()),
+                (headers::CONTENT_TYPE, headers::JSON.to_owned()),
+            ],
+        }
+    }
+}
+
+/// Writes fixtures to `topic` (idempotent producer, acks=all).
+pub(crate) async fn produce(topic: &str, fixtures: Vec<Fixture>) {
+    let producer: FutureProducer<LogContext> = kafka()
+        .producer_config(None)
+        .create_with_context(LogContext)
+        .expect("producer");
+    let mut deliveries = Vec::with_capacity(fixtures.len());
+    for fixture in &fixtures {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &fixture.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let mut record = FutureRecord::to(topic).key(&fixture.key).headers(headers);
+        if let Some(value) = &fixture.value {
+            record = record.payload(value);
+        }
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivered").expect("acknowledged");
+    }
+}
+
+/// Reads a topic (read_committed), waiting until it holds at least `n`
+/// records or `within` passes.
+pub(crate) async fn read_at_least(topic: &str, n: usize, within: Duration) -> Vec<ReadRecord> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let name = topic.to_owned();
+        let records = tokio::task::spawn_blocking(move || read_topic(&name))
+            .await
+            .expect("join")
+            .unwrap_or_default();
+        if records.len() >= n || tokio::time::Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Records per key.
+pub(crate) fn by_key(records: &[ReadRecord]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for record in records {
+        *counts
+            .entry(record.key.clone().unwrap_or_default())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A Sag record as the source sends it.
+pub(crate) fn sag(id: i64) -> Value {
+    json!({
+        "id": id,
+        "typeid": 3,
+        "kategoriid": null,
+        "statusid": 11,
+        "titel": format!("Forslag til lov nr. {id}"),
+        "titelkort": "",
+        "offentlighedskode": "O",
+        "nummer": null,
+        "resume": "<p>Lovforslaget <strong>ændrer</strong>&nbsp;reglerne.</p>",
+        "opdateringsdato": "2026-10-25T02:30:00.123"
+    })
+}
+
+/// Log lines of the code under test, filtered by `RUST_LOG`.
+pub(crate) fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

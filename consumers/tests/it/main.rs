@@ -1,0 +1,5 @@
+//! The runner and the processors against the real broker (and registry).
+
+mod dead_letters;
+mod exactly_once;
+mod harness;
