@@ -1,3 +1,4 @@
 //! The processors shipped with oda-cdc, one binary each.
 
+pub mod normalize;
 pub mod passthrough;

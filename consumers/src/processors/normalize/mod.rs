@@ -1,0 +1,240 @@
+//! `oda-normalize`: raw ODA records made into clean documents for search
+//! indexes and analysts:
+//!
+//! - date-time fields as UTC RFC 3339 (the source sends Danish local time
+//!   without an offset);
+//! - lookup ids resolved to their names (`Sag.statusid` 11 → `status`
+//!   "Afsluttet") from in-memory tables fed by the lookup topics; an id the
+//!   tables do not know yet stays `null` and is listed in `unresolved`;
+//! - HTML in text fields turned into plain text;
+//! - empty and blank strings as `null`, text trimmed (ODA sends `""` in old
+//!   rows and `null` in new ones for the same thing).
+//!
+//! One document per input record, keyed like it, to `<topic>-processed`;
+//! a `d` event gives a document with `deleted: true` and a tombstone gives a
+//! tombstone, so the compacted output forgets what the source deleted.
+
+pub mod html;
+pub mod lookup;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use oda_cdc_core::config::Settings;
+use oda_cdc_core::event::{ChangeEvent, Op};
+use oda_cdc_core::model::{self, EdmType};
+use oda_cdc_core::odatime;
+use serde_json::{Map, Value, json};
+
+use self::lookup::{Reference, Tables};
+use crate::decode::Decoder;
+use crate::processor::{Context, Input, Output, ProcessError, Processor};
+use crate::processors::passthrough::entity_inputs;
+
+/// The processor: the lookup tables and each entity's references.
+#[derive(Debug)]
+pub struct Normalize {
+    tables: Tables,
+    references: HashMap<String, Vec<Reference>>,
+}
+
+impl Normalize {
+    /// A normalizer over given tables (tests and benchmarks fill their own).
+    pub fn with_tables(tables: Tables) -> Self {
+        let lookups = lookup::lookup_sets();
+        let references = model::entity_sets()
+            .iter()
+            .map(|set| (set.name.clone(), lookup::references(set, &lookups)))
+            .collect();
+        Self { tables, references }
+    }
+
+    /// The clean document of one change event.
+    pub fn document(&self, event: &ChangeEvent) -> Value {
+        let set = model::entity_set(&event.entity);
+        let mut unresolved = Vec::new();
+        let record = event.after.as_ref().map(|after| {
+            let mut record = Map::with_capacity(after.len() + 3);
+            for (name, value) in after {
+                let edm = set.and_then(|s| s.field(name)).map(|f| f.edm);
+                record.insert(name.clone(), clean(edm, value));
+            }
+            for reference in self.references.get(&event.entity).into_iter().flatten() {
+                let name = if after.contains_key(&reference.label) {
+                    format!("{}navn", reference.label)
+                } else {
+                    reference.label.clone()
+                };
+                let label = match after.get(&reference.field).and_then(Value::as_i64) {
+                    Some(id) => match self.tables.get(&reference.table, id) {
+                        Some(label) => Value::String(label),
+                        None => {
+                            unresolved.push(reference.field.clone());
+                            Value::Null
+                        }
+                    },
+                    None => Value::Null,
+                };
+                record.insert(name, label);
+            }
+            record
+        });
+        json!({
+            "entity": event.entity,
+            "id": event.id,
+            "op": event.op.code(),
+            "deleted": event.op == Op::Delete,
+            "opdateringsdato_utc": event.source.opdateringsdato_utc,
+            "record": record,
+            "unresolved": unresolved,
+        })
+    }
+}
+
+/// One field's clean value.
+fn clean(edm: Option<EdmType>, value: &Value) -> Value {
+    match (edm, value) {
+        (Some(EdmType::DateTime), Value::String(literal)) => match odatime::parse_local(literal) {
+            Ok(local) => Value::String(
+                odatime::local_to_utc(local).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
+            Err(_) => text(literal),
+        },
+        (_, Value::String(s)) => text(s),
+        (_, other) => other.clone(),
+    }
+}
+
+fn text(s: &str) -> Value {
+    let plain = html::to_plain_text(s);
+    let trimmed = plain.trim();
+    if trimmed.is_empty() {
+        Value::Null
+    } else {
+        Value::String(trimmed.to_owned())
+    }
+}
+
+impl Processor for Normalize {
+    const NAME: &'static str = "oda-normalize";
+    const METRICS_PORT: u16 = 9465;
+
+    fn inputs(settings: &Settings) -> Vec<String> {
+        entity_inputs(settings)
+    }
+
+    async fn open(context: &Context) -> anyhow::Result<Self> {
+        let decoder = Arc::new(Decoder::new(&context.settings.schema_registry)?);
+        let tables = lookup::load(
+            &context.settings.kafka,
+            decoder,
+            context.shutdown.child_token(),
+        )
+        .await?;
+        Ok(Self::with_tables(tables))
+    }
+
+    fn process(&mut self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError> {
+        let key = input.key.unwrap_or_default().to_owned();
+        match input.event {
+            None => Ok(vec![Output::tombstone(key)]),
+            Some(event) => Ok(vec![Output::json(key, &self.document(event))?]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(entity: &str, after: Value) -> ChangeEvent {
+        ChangeEvent::new(
+            Op::Update,
+            entity,
+            after["id"].as_i64().unwrap_or(0),
+            after.as_object().cloned(),
+            after["opdateringsdato"].as_str().map(str::to_owned),
+            "http://x",
+            chrono::Utc::now(),
+        )
+    }
+
+    fn tables() -> Tables {
+        let tables = Tables::default();
+        let sagsstatus = event("Sagsstatus", json!({"id": 11, "status": "Afsluttet"}));
+        tables.apply("Sagsstatus", "status", None, Some(&sagsstatus));
+        tables
+    }
+
+    #[test]
+    fn a_sag_becomes_a_clean_document() {
+        let normalize = Normalize::with_tables(tables());
+        let sag = event(
+            "Sag",
+            json!({
+                "id": 7,
+                "typeid": 3,
+                "statusid": 11,
+                "kategoriid": null,
+                "titelkort": "",
+                "titel": "  Forslag til lov  ",
+                "resume": "<p>Lovforslaget&nbsp;<strong>ændrer</strong></p>",
+                "afgørelsesdato": "2026-10-25T02:30:00",
+                "opdateringsdato": "2026-07-01T12:00:00.123"
+            }),
+        );
+        let doc = normalize.document(&sag);
+        let record = &doc["record"];
+        assert_eq!(record["status"], "Afsluttet");
+        assert_eq!(record["type"], Value::Null, "Sagstype 3 is not loaded");
+        assert_eq!(doc["unresolved"], json!(["typeid"]));
+        assert_eq!(record["kategori"], Value::Null, "no id, nothing to resolve");
+        assert_eq!(record["titelkort"], Value::Null);
+        assert_eq!(record["titel"], "Forslag til lov");
+        assert_eq!(record["resume"], "Lovforslaget ændrer");
+        assert_eq!(
+            record["afgørelsesdato"], "2026-10-25T00:30:00.000Z",
+            "first of the repeated hour"
+        );
+        assert_eq!(record["opdateringsdato"], "2026-07-01T10:00:00.123Z");
+        assert_eq!(doc["deleted"], false);
+    }
+
+    #[test]
+    fn every_model_reference_points_at_a_lookup_set() {
+        let normalize = Normalize::with_tables(Tables::default());
+        let count: usize = normalize.references.values().map(Vec::len).sum();
+        assert_eq!(count, 19, "the references the model declares");
+        assert!(
+            normalize.references["Stemme"]
+                .iter()
+                .any(|r| r.field == "typeid" && r.table == "Stemmetype" && r.label == "type")
+        );
+    }
+
+    #[test]
+    fn deletes_and_tombstones() {
+        let mut normalize = Normalize::with_tables(Tables::default());
+        let deleted = ChangeEvent::new(
+            Op::Delete,
+            "Sag",
+            7,
+            None,
+            None,
+            "http://x",
+            chrono::Utc::now(),
+        );
+        assert_eq!(normalize.document(&deleted)["deleted"], true);
+        let input = Input {
+            topic: "t",
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+            key: Some("7"),
+            value: None,
+            headers: &[],
+            event: None,
+        };
+        assert_eq!(normalize.process(&input), Ok(vec![Output::tombstone("7")]));
+    }
+}
