@@ -50,8 +50,13 @@ use crate::decode::{DecodeError, Decoder};
 use crate::metrics::Metrics;
 use crate::processor::{Context, Input, Output, ProcessError, Processor};
 
-/// Records per batch (one transaction each in exactly-once mode).
-pub const MAX_BATCH: usize = 2_000;
+/// Records per batch (one transaction each in exactly-once mode): each
+/// batch waits for its acknowledgements and its commit, so batches must be
+/// large for that wait to vanish in the work.
+pub const MAX_BATCH: usize = 10_000;
+/// `linger.ms` of the runner's producer: the batch waits for its last
+/// acknowledgement, so lingering long only adds to every batch.
+const PRODUCER_LINGER_MS: u32 = 5;
 /// How long a batch waits for more records after its first.
 pub const LINGER: Duration = Duration::from_millis(50);
 /// Retries of a retryable error when `consumer.max_retries` is not set.
@@ -271,6 +276,7 @@ async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
                 &settings.kafka,
                 &shared.transactional_id,
                 TRANSACTION_TIMEOUT,
+                PRODUCER_LINGER_MS,
             )
             .await
             .map_err(|e| fenced_or(e, &shared.transactional_id))?,
@@ -278,7 +284,7 @@ async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
         Delivery::AtLeastOnce => Writer::Acknowledged(
             settings
                 .kafka
-                .producer_config(None)
+                .producer_config_with_linger(None, PRODUCER_LINGER_MS)
                 .create_with_context(LogContext)?,
         ),
     };

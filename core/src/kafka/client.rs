@@ -23,13 +23,24 @@ impl KafkaSettings {
 
     /// An idempotent producer (acks=all); transactional when an id is given.
     pub fn producer_config(&self, transactional_id: Option<&str>) -> ClientConfig {
+        self.producer_config_with_linger(transactional_id, 20)
+    }
+
+    /// [`Self::producer_config`] with another `linger.ms` default: writers
+    /// that wait for every acknowledgement before going on (a processor's
+    /// batch) lose the linger on every batch, so they linger less.
+    pub fn producer_config_with_linger(
+        &self,
+        transactional_id: Option<&str>,
+        linger_ms: u32,
+    ) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "zstd")
-            .set("linger.ms", "20");
+            .set("linger.ms", linger_ms.to_string());
         if let Some(id) = transactional_id {
             config.set("transactional.id", id);
         }
