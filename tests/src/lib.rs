@@ -198,3 +198,11 @@ pub async fn terminate(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A TCP port free on 127.0.0.1 right now (for a child's `/metrics`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

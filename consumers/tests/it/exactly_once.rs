@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use oda_cdc_core::topics;
-use oda_cdc_testkit::{create_topic, kafka, read_topic, unique};
+use oda_cdc_testkit::{create_topic, free_port, kafka, read_topic, unique};
 use rand::Rng;
 
 use crate::harness::{Fixture, by_key, event, produce, read_at_least, sag};
@@ -27,13 +27,6 @@ fn spawn(prefix: &str, group: &str, port: u16) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("oda-passthrough starts")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Waits (up to 30 s) until this life has processed a record.

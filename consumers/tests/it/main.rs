@@ -4,3 +4,4 @@ mod dead_letters;
 mod exactly_once;
 mod harness;
 mod normalize;
+mod rebalance;

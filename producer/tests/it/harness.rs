@@ -350,12 +350,7 @@ pub(crate) async fn wait_streaming(prefix: &str, entity: &str, within: Duration)
     }
 }
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub(crate) use oda_cdc_testkit::free_port;
 
 /// The value of the first sample whose line starts with `prefix`, summed
 /// over label sets.
