@@ -17,7 +17,6 @@
 //! offset, so the records are read again by whoever owns them now.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -103,10 +102,7 @@ pub async fn run<P: Processor>(
     let health = Health::new();
     health.register("kafka");
     health.register("batch");
-    let addr = settings
-        .metrics
-        .addr
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], P::METRICS_PORT)));
+    let addr = admin::address(settings.metrics.addr, P::METRICS_PORT);
     let admin_server =
         admin::serve(addr, registry.clone(), health.clone(), shutdown.clone()).await?;
 

@@ -40,6 +40,12 @@ pub struct AdminServer {
     pub task: JoinHandle<()>,
 }
 
+/// The admin address: `metrics.addr` when configured, else 127.0.0.1 and
+/// the binary's own port of SPEC §7.
+pub fn address(configured: Option<SocketAddr>, default_port: u16) -> SocketAddr {
+    configured.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)))
+}
+
 /// Binds `addr` and serves until `shutdown` is cancelled. Binding happens
 /// before this returns, so a taken port is an error at start, not later.
 pub async fn serve(

@@ -2,7 +2,6 @@
 //! restarts from what Kafka holds whenever a transaction fails.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,8 +28,8 @@ use crate::metrics::Metrics;
 use crate::restore;
 use crate::worker::{EntityPlan, Shared, StartFrom, WorkerError, run_entity};
 
-/// The producer's default admin address (SPEC §7).
-pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+/// The producer's default admin port (SPEC §7).
+pub const METRICS_PORT: u16 = 9464;
 
 /// Everything `run` needs besides the settings.
 #[derive(Debug, Clone)]
@@ -114,12 +113,7 @@ pub async fn run(
     let health = Health::new();
     health.register("kafka");
     health.register("poll");
-    let addr: SocketAddr = match settings.metrics.addr {
-        Some(addr) => addr,
-        None => DEFAULT_METRICS_ADDR
-            .parse()
-            .context("default metrics address")?,
-    };
+    let addr = admin::address(settings.metrics.addr, METRICS_PORT);
     let admin_server =
         admin::serve(addr, registry.clone(), health.clone(), shutdown.clone()).await?;
 

@@ -51,11 +51,7 @@ fn parse_metrics(text: &str) -> Live {
 }
 
 async fn scrape(settings: &Settings) -> Option<Live> {
-    let addr = settings
-        .metrics
-        .addr
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| crate::app::DEFAULT_METRICS_ADDR.to_owned());
+    let addr = oda_cdc_core::admin::address(settings.metrics.addr, crate::app::METRICS_PORT);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()

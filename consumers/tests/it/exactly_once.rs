@@ -9,7 +9,7 @@ use oda_cdc_core::topics;
 use oda_cdc_testkit::{create_topic, free_port, kafka, read_topic, unique};
 use rand::Rng;
 
-use crate::harness::{Fixture, by_key, event, produce, read_at_least, sag};
+use crate::harness::{Fixture, assert_each_once, event, outputs_for_keys, produce, sag};
 
 const RECORDS: i64 = 100_000;
 const KILLS: usize = 20;
@@ -74,32 +74,11 @@ async fn kill_9_while_processing_100k_records_outputs_each_exactly_once() {
         child = spawn(&prefix, &group, port);
     }
 
-    // Wait for every input's output (distinct keys: duplicates must not
-    // end the wait early), then judge.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    let outputs = loop {
-        let outputs = read_at_least(&output, 0, Duration::ZERO).await;
-        if by_key(&outputs).len() >= RECORDS as usize || tokio::time::Instant::now() > deadline {
-            break outputs;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let outputs = outputs_for_keys(&output, RECORDS as usize, Duration::from_secs(180)).await;
     let status = oda_cdc_testkit::terminate(&mut child, Duration::from_secs(10)).await;
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
 
-    let counts = by_key(&outputs);
-    let missing: Vec<i64> = (1..=RECORDS)
-        .filter(|id| !counts.contains_key(&id.to_string()))
-        .take(10)
-        .collect();
-    let doubled: Vec<(&String, &usize)> =
-        counts.iter().filter(|(_, n)| **n != 1).take(10).collect();
-    assert!(missing.is_empty(), "inputs without output: {missing:?}…");
-    assert!(
-        doubled.is_empty(),
-        "inputs with several outputs: {doubled:?}…"
-    );
-    assert_eq!(outputs.len(), RECORDS as usize);
+    assert_each_once(&outputs, RECORDS);
     // Pass-through: each output is its input, byte for byte.
     let inputs = tokio::task::spawn_blocking(move || read_topic(&input))
         .await

@@ -113,6 +113,40 @@ pub(crate) async fn read_at_least(topic: &str, n: usize, within: Duration) -> Ve
     }
 }
 
+/// Reads `topic` until it holds an output for each of `keys` distinct keys
+/// (duplicates must not end the wait early) or `within` passes.
+pub(crate) async fn outputs_for_keys(
+    topic: &str,
+    keys: usize,
+    within: Duration,
+) -> Vec<ReadRecord> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let outputs = read_at_least(topic, 0, Duration::ZERO).await;
+        if by_key(&outputs).len() >= keys || tokio::time::Instant::now() > deadline {
+            return outputs;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Fails unless ids `1..=n` each have exactly one output.
+pub(crate) fn assert_each_once(outputs: &[ReadRecord], n: i64) {
+    let counts = by_key(outputs);
+    let missing: Vec<i64> = (1..=n)
+        .filter(|id| !counts.contains_key(&id.to_string()))
+        .take(10)
+        .collect();
+    let doubled: Vec<(&String, &usize)> =
+        counts.iter().filter(|(_, c)| **c != 1).take(10).collect();
+    assert!(missing.is_empty(), "inputs without output: {missing:?}…");
+    assert!(
+        doubled.is_empty(),
+        "inputs with several outputs: {doubled:?}…"
+    );
+    assert_eq!(outputs.len(), n as usize);
+}
+
 /// Records per key.
 pub(crate) fn by_key(records: &[ReadRecord]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();

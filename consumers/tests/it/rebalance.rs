@@ -8,7 +8,9 @@ use std::time::Duration;
 use oda_cdc_core::topics;
 use oda_cdc_testkit::{create_topic, free_port, kafka, terminate, unique};
 
-use crate::harness::{Fixture, by_key, event, produce, read_at_least, sag};
+use crate::harness::{
+    Fixture, assert_each_once, event, outputs_for_keys, produce, read_at_least, sag,
+};
 
 const RECORDS: i64 = 40_000;
 
@@ -72,30 +74,12 @@ async fn two_instances_share_partitions_through_rebalances() {
     assert!(status.success(), "A exits 0 on SIGTERM: {status:?}");
     produce(&input, fixtures(3 * quarter + 1..RECORDS + 1)).await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let outputs = loop {
-        let outputs = read_at_least(&output, 0, Duration::ZERO).await;
-        if by_key(&outputs).len() >= RECORDS as usize || tokio::time::Instant::now() > deadline {
-            break outputs;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let outputs = outputs_for_keys(&output, RECORDS as usize, Duration::from_secs(120)).await;
     let by_b = processed(port_b).await;
     let status = terminate(&mut b, Duration::from_secs(10)).await;
     assert!(status.success(), "B exits 0 on SIGTERM: {status:?}");
 
-    let counts = by_key(&outputs);
-    let missing: Vec<i64> = (1..=RECORDS)
-        .filter(|id| !counts.contains_key(&id.to_string()))
-        .take(10)
-        .collect();
-    let doubled: Vec<(&String, &usize)> =
-        counts.iter().filter(|(_, n)| **n != 1).take(10).collect();
-    assert!(missing.is_empty(), "inputs without output: {missing:?}…");
-    assert!(
-        doubled.is_empty(),
-        "inputs with several outputs: {doubled:?}…"
-    );
+    assert_each_once(&outputs, RECORDS);
     assert!(
         by_a > 0.0 && by_b > 0.0,
         "both instances worked: A {by_a}, B {by_b}"

@@ -45,11 +45,9 @@ async fn snapshot_running(prefix: &str) -> Option<bool> {
 
 /// Waits (up to 20 s) until this life has read Stemme rows, by its metrics.
 async fn stemme_read_started(sim: &Sim, port: u16) {
-    let url = format!("http://127.0.0.1:{port}/metrics");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while tokio::time::Instant::now() < deadline {
-        if let Ok(response) = sim.http.get(&url).send().await
-            && let Ok(text) = response.text().await
+        if let Some(text) = sim.scrape(port).await
             && metric(&text, "oda_cdc_records_published_total{entity=\"Stemme\"") > 0.0
         {
             return;

@@ -39,7 +39,6 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
         },
     };
     let producer = Producer::start_with(settings, options);
-    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
     wait_streaming(&prefix, "Aktør", Duration::from_secs(60)).await;
 
@@ -65,24 +64,14 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
         sim.mutate(json!({"entity": "Sag", "inserts": 1, "updates": 3}))
             .await;
         sim.mutate(json!({"entity": "Aktør", "updates": 2})).await;
-        if let Ok(response) = sim.http.get(&metrics_url).send().await
-            && let Ok(text) = response.text().await
-        {
+        if let Some(text) = sim.scrape(port).await {
             worst_circuit = worst_circuit.max(metric(&text, "oda_cdc_circuit_state"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     let problems = converge(&sim, &prefix, ENTITIES, &initial, Duration::from_secs(60)).await;
-    let text = sim
-        .http
-        .get(&metrics_url)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = sim.scrape(port).await.expect("metrics");
     producer.stop().await;
     assert_no_problems(&problems);
     assert_eq!(worst_circuit, 2.0, "the breaker opened during the faults");
@@ -145,7 +134,6 @@ async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
         },
     };
     let producer = Producer::start_with(settings, options);
-    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
 
     // Wait until a good part of the snapshot is committed, then fail every
     // request for two seconds while rows (read and unread) change.
@@ -154,13 +142,12 @@ async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
     loop {
         // The metric, not the topic: a read_committed reader of a topic
         // under a stream of transactions only ends when they pause.
-        let read = match sim.http.get(&metrics_url).send().await {
-            Ok(response) => metric(
-                &response.text().await.unwrap_or_default(),
+        let read = sim.scrape(port).await.map_or(0, |text| {
+            metric(
+                &text,
                 "oda_cdc_records_published_total{entity=\"Stemme\",op=\"r\"}",
-            ) as usize,
-            Err(_) => 0, // not serving yet
-        };
+            ) as usize
+        });
         assert!(
             read < total,
             "the snapshot ended before the outage; slow it down"
@@ -189,15 +176,7 @@ async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
     }
 
     let problems = converge(&sim, &prefix, STEMME, &initial, Duration::from_secs(90)).await;
-    let text = sim
-        .http
-        .get(&metrics_url)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = sim.scrape(port).await.expect("metrics");
     producer.stop().await;
     assert_no_problems(&problems);
     assert!(

@@ -68,6 +68,18 @@ impl Sim {
             .collect()
     }
 
+    /// The `/metrics` text of a producer on `port`, `None` while it does
+    /// not answer.
+    pub(crate) async fn scrape(&self, port: u16) -> Option<String> {
+        let response = self
+            .http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .ok()?;
+        response.text().await.ok()
+    }
+
     /// The ground-truth log so far.
     pub(crate) fn log(&self) -> Vec<oda_sim::world::ChangeEntry> {
         self.sim.state.world.read().expect("lock").log.clone()
