@@ -25,7 +25,8 @@ pub struct Input<'a> {
     /// The value as it was on the topic (Avro or JSON), `None` for a tombstone.
     pub value: Option<&'a [u8]>,
     pub headers: &'a [(String, Vec<u8>)],
-    /// The decoded change event; `None` for a tombstone.
+    /// The decoded change event; `None` for a tombstone, and for every
+    /// record of a processor that does not decode ([`Processor::DECODES`]).
     pub event: Option<&'a ChangeEvent>,
 }
 
@@ -116,6 +117,10 @@ pub trait Processor: Send + Sized + 'static {
     const NAME: &'static str;
     /// The default port of `/metrics` (SPEC §7).
     const METRICS_PORT: u16;
+    /// Whether the runner decodes values into change events (and
+    /// dead-letters those that do not decode). A processor that treats
+    /// values as opaque bytes says `false` and sees `event: None`.
+    const DECODES: bool = true;
 
     /// The topics to read.
     fn inputs(settings: &Settings) -> Vec<String>;

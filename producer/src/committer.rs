@@ -69,7 +69,7 @@ pub async fn transactional_producer(
     kafka: &KafkaSettings,
     transactional_id: &str,
 ) -> Result<FutureProducer<LogContext>, CommitError> {
-    oda_cdc_core::kafka::transactional_producer(kafka, transactional_id, TXN_TIMEOUT, 20)
+    oda_cdc_core::kafka::transactional_producer(kafka, transactional_id, TXN_TIMEOUT, &[])
         .await
         .map_err(|e| classify(&e, transactional_id))
 }

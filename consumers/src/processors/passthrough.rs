@@ -36,6 +36,8 @@ pub fn entity_inputs(settings: &Settings) -> Vec<String> {
 impl Processor for Passthrough {
     const NAME: &'static str = "oda-passthrough";
     const METRICS_PORT: u16 = 9467;
+    /// Values are copied, never read: nothing to decode, nothing to refuse.
+    const DECODES: bool = false;
 
     fn inputs(settings: &Settings) -> Vec<String> {
         entity_inputs(settings)

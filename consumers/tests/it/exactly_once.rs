@@ -29,21 +29,26 @@ fn spawn(prefix: &str, group: &str, port: u16) -> Child {
         .expect("oda-passthrough starts")
 }
 
-/// Waits (up to 30 s) until this life has processed a record.
-async fn processing_started(port: u16) {
+/// Waits until this life has processed `records` records (or 10 s pass,
+/// when the backlog is gone).
+async fn processed(port: u16, records: u64) {
     let url = format!("http://127.0.0.1:{port}/metrics");
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {
         if let Ok(response) = http.get(&url).send().await
             && let Ok(text) = response.text().await
-            && text
-                .lines()
-                .any(|l| l.starts_with("oda_cdc_consumer_records_total") && !l.ends_with(" 0"))
         {
-            return;
+            let done: u64 = text
+                .lines()
+                .filter(|l| l.starts_with("oda_cdc_consumer_records_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            if done >= records {
+                return;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -55,9 +60,10 @@ async fn kill_9_while_processing_100k_records_outputs_each_exactly_once() {
     let output = topics::processed_topic(&input);
     create_topic(&input, 6).await.expect("input topic");
 
-    // All input first; then each life is killed at a random instant soon
-    // after it starts working, so every kill lands in the middle of the
-    // backlog: mid-batch, mid-transaction or mid-commit.
+    // All input first; then each life is killed at a random instant after
+    // it has processed a random number of records, so kills land
+    // mid-batch, mid-transaction, mid-commit or between batches, and the
+    // backlog lasts through all of them.
     let fixtures: Vec<Fixture> = (1..=RECORDS)
         .map(|id| Fixture::event(&event("Sag", id, sag(id))))
         .collect();
@@ -66,8 +72,8 @@ async fn kill_9_while_processing_100k_records_outputs_each_exactly_once() {
     let mut port = free_port();
     let mut child = spawn(&prefix, &group, port);
     for _ in 0..KILLS {
-        processing_started(port).await;
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
+        processed(port, rng.random_range(1..6_000)).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..80))).await;
         child.kill().expect("SIGKILL");
         let _ = child.wait();
         port = free_port();

@@ -18,9 +18,9 @@ pub async fn transactional_producer(
     kafka: &KafkaSettings,
     transactional_id: &str,
     transaction_timeout: Duration,
-    linger_ms: u32,
+    defaults: &[(&str, &str)],
 ) -> Result<FutureProducer<LogContext>, KafkaError> {
-    let mut config = kafka.producer_config_with_linger(Some(transactional_id), linger_ms);
+    let mut config = kafka.producer_config_with(Some(transactional_id), defaults);
     config.set(
         "transaction.timeout.ms",
         transaction_timeout.as_millis().to_string(),
