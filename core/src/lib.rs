@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod oda;
 pub mod odatime;
+pub mod progress;
 pub mod registry;
 pub mod secret;
 pub mod shutdown;

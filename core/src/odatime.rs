@@ -68,6 +68,28 @@ pub fn is_ambiguous(local: NaiveDateTime) -> bool {
     )
 }
 
+/// SPEC §9's `<time>` on a command line: RFC 3339 with an offset, or
+/// without one read as Danish local time (also `YYYY-MM-DDTHH:MM` and a
+/// bare date); the result is Danish local time.
+pub fn parse_user_time(text: &str) -> Result<NaiveDateTime, TimestampError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(utc_to_local(t.with_timezone(&chrono::Utc)));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t);
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN));
+    }
+    parse_local(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,29 +69,13 @@ pub fn parse_from(text: &str) -> Result<StartFrom, String> {
     }
 }
 
-/// SPEC §9's `<time>`: RFC 3339; without an offset, Danish local time.
+/// SPEC §9's `<time>` (see [`oda_cdc_core::odatime::parse_user_time`]).
 pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(oda_cdc_core::odatime::utc_to_local(
-            t.with_timezone(&chrono::Utc),
-        ));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t);
-        }
-        if let Ok(d) = chrono::NaiveDate::parse_from_str(text, format) {
-            return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default());
-        }
-    }
-    Err(format!(
-        "`{text}` is not `beginning`, `now` or a time like 2026-10-25T02:30:00 or 2026-10-25T00:30:00Z"
-    ))
+    oda_cdc_core::odatime::parse_user_time(text).map_err(|_| {
+        format!(
+            "`{text}` is not `beginning`, `now` or a time like 2026-10-25T02:30:00 or 2026-10-25T00:30:00Z"
+        )
+    })
 }
 
 #[cfg(test)]

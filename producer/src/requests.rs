@@ -2,18 +2,17 @@
 //! the signals topic, or — with no service running — do the work here,
 //! under the same transactional identity, and exit.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::NaiveDateTime;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use oda_cdc_core::config::Settings;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::LogContext;
 use oda_cdc_core::oda::{ClientMetrics, ClientTuning, OdaClient};
 use oda_cdc_core::odatime::format_literal;
+use oda_cdc_core::progress::Progress;
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_cdc_core::topics;
 use prometheus::Registry;
@@ -74,71 +73,6 @@ async fn send_signal(settings: &Settings, signal: &Signal) -> anyhow::Result<i64
     Ok(delivery.offset)
 }
 
-/// Shows progress: bars on a terminal, a line per update otherwise.
-struct Progress {
-    bars: Option<(MultiProgress, HashMap<String, ProgressBar>)>,
-    quiet: bool,
-}
-
-impl Progress {
-    fn new(entities: &[String]) -> Self {
-        if !std::io::stderr().is_terminal() {
-            return Self {
-                bars: None,
-                quiet: false,
-            };
-        }
-        let multi = MultiProgress::new();
-        let style = ProgressStyle::with_template(
-            "{prefix:>24} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        let bars = entities
-            .iter()
-            .map(|e| {
-                let bar = multi.add(
-                    ProgressBar::new(0)
-                        .with_style(style.clone())
-                        .with_prefix(e.clone()),
-                );
-                (e.clone(), bar)
-            })
-            .collect();
-        Self {
-            bars: Some((multi, bars)),
-            quiet: false,
-        }
-    }
-
-    /// Reports nothing (an acknowledgement is all that is awaited).
-    fn silent() -> Self {
-        Self {
-            bars: None,
-            quiet: true,
-        }
-    }
-
-    fn update(&self, entity: &str, read: u64, remaining: u64, done: bool) {
-        match &self.bars {
-            Some((_, bars)) => {
-                if let Some(bar) = bars.get(entity) {
-                    bar.set_length(read + remaining.max(u64::from(!done)));
-                    bar.set_position(read);
-                    if done {
-                        bar.finish();
-                    }
-                }
-            }
-            None if self.quiet => {}
-            None => eprintln!(
-                "{entity}: {read} rows read, about {remaining} ids left{}",
-                if done { ", done" } else { "" }
-            ),
-        }
-    }
-}
-
 /// `oda-producer snapshot --entities … [--since …]`.
 pub async fn snapshot(
     settings: Settings,
@@ -154,7 +88,7 @@ pub async fn snapshot(
         let txid = settings.producer.transactional_id.clone();
         tokio::task::spawn_blocking(move || signals::service_running(&kafka, &txid)).await??
     };
-    let progress = Progress::new(&names);
+    let progress = Progress::new(&names, "rows");
     if running {
         let signal = Signal::Backfill {
             id: id.clone(),
