@@ -7,6 +7,7 @@ pub mod decode;
 pub mod metrics;
 pub mod processor;
 pub mod processors;
+pub mod replay;
 pub mod runner;
 
 use std::process::ExitCode;

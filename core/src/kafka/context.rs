@@ -46,3 +46,25 @@ impl ClientContext for LogContext {
 }
 
 impl ConsumerContext for LogContext {}
+
+/// Lets plain (non-future) producers use the context too; a failed
+/// delivery is logged (transactional writers also see it at commit).
+impl rdkafka::producer::ProducerContext for LogContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(
+        &self,
+        result: &rdkafka::message::DeliveryResult<'_>,
+        _opaque: Self::DeliveryOpaque,
+    ) {
+        if let Err((error, message)) = result {
+            use rdkafka::message::Message;
+            tracing::warn!(
+                target: "librdkafka",
+                %error,
+                topic = message.topic(),
+                "A record was not delivered."
+            );
+        }
+    }
+}
