@@ -44,4 +44,16 @@ impl Metrics {
             transactions: transactions(registry)?,
         })
     }
+
+    /// Creates the series alerts watch at zero, so `increase()` sees the
+    /// first dead letter or abort.
+    pub fn prime(&self, processor: &str) {
+        for outcome in ["processed", "dead_lettered", "retried"] {
+            self.records.with_label_values(&[processor, outcome]);
+        }
+        self.dlq.with_label_values(&[processor]);
+        for outcome in ["committed", "aborted"] {
+            self.transactions.with_label_values(&[outcome]);
+        }
+    }
 }

@@ -100,6 +100,7 @@ pub async fn run<P: Processor>(
 ) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).context("registering metrics")?;
+    metrics.prime(P::NAME);
     let health = Health::new();
     health.register("kafka");
     health.register("batch");
@@ -210,10 +211,19 @@ impl ClientContext for RunnerContext {
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
+                // librdkafka's own `consumer_lag` counts from the committed
+                // offset, which it does not learn of when offsets go through
+                // transactions; the position against the last stable offset
+                // works in both modes.
+                let lag = if p.app_offset >= 0 && p.ls_offset >= 0 {
+                    (p.ls_offset - p.app_offset).max(0)
+                } else {
+                    p.consumer_lag
+                };
+                if *partition >= 0 && lag >= 0 {
                     self.lag
                         .with_label_values(&[topic.as_str(), &partition.to_string()])
-                        .set(p.consumer_lag);
+                        .set(lag);
                 }
             }
         }

@@ -118,6 +118,8 @@ pub async fn run(
         admin::serve(addr, registry.clone(), health.clone(), shutdown.clone()).await?;
 
     let plans = entity_plans(&settings)?;
+    let entities: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();
+    metrics.prime(&entities);
     let client = OdaClient::new(
         &settings.source.base_url,
         settings.http.max_in_flight,

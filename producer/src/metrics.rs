@@ -74,4 +74,21 @@ impl Metrics {
             )?,
         })
     }
+
+    /// Creates the series alerts watch at zero, so `increase()` and
+    /// `absent()` see them before the first event.
+    pub fn prime(&self, entities: &[String]) {
+        for outcome in ["committed", "aborted"] {
+            self.transactions.with_label_values(&[outcome]);
+        }
+        self.dlq.with_label_values(&["oda-producer"]);
+        for entity in entities {
+            for outcome in ["ok", "error", "invalid_page"] {
+                self.polls.with_label_values(&[entity.as_str(), outcome]);
+            }
+            self.skipped
+                .with_label_values(&[entity.as_str(), "unchanged"]);
+            self.unknown_fields.with_label_values(&[entity.as_str()]);
+        }
+    }
 }

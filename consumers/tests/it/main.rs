@@ -4,5 +4,6 @@ mod dead_letters;
 mod exactly_once;
 mod harness;
 mod normalize;
+mod observability;
 mod rebalance;
 mod replay;
