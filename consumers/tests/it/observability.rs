@@ -105,6 +105,8 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
     produce.source.base_url = sim.base_url();
     produce.entities = Some(vec!["Sag".into()]);
     produce.poll.interval = HumanDuration::from(Duration::from_millis(500));
+    // Completeness comes with a reconcile: have one soon.
+    produce.reconcile.interval = HumanDuration::from(Duration::from_secs(2));
     produce.http.rate_limit = 0.0;
     produce.producer.transactional_id = unique("it-metrics-producer");
     produce.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], producer_port)));
