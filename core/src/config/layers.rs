@@ -117,6 +117,9 @@ impl Layers {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
+            if is_service_link(rest) {
+                continue;
+            }
             let origin = Origin::Env(name.clone());
             let key = env_key(rest);
             self.set(&key, value, origin)?;
@@ -319,4 +322,17 @@ fn split_pair(text: &str, origin: Origin) -> Result<(&str, &str), ConfigError> {
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;
     rest.split('`').next()
+}
+/// Whether an `ODA_CDC_…` variable is one Kubernetes injects for a Service
+/// whose name starts with `oda-cdc-` (`ODA_CDC_PRODUCER_SERVICE_HOST`,
+/// `…_PORT_9464_TCP_ADDR`): not configuration, so not refused as an unknown
+/// key. No key of ours ends that way.
+fn is_service_link(rest: &str) -> bool {
+    let upper = rest.to_ascii_uppercase();
+    upper.ends_with("_SERVICE_HOST")
+        || upper.contains("_SERVICE_PORT")
+        || upper.ends_with("_PORT")
+        || upper
+            .split_once("_PORT_")
+            .is_some_and(|(_, tail)| tail.starts_with(|c: char| c.is_ascii_digit()))
 }

@@ -199,3 +199,27 @@ fn secrets_do_not_show_in_debug_output() {
         Some("hunter2")
     );
 }
+
+#[test]
+fn kubernetes_service_links_are_not_configuration() {
+    // A Service named `oda-cdc-producer` gives every pod these variables.
+    let s = load(
+        "",
+        &[
+            ("ODA_CDC_PRODUCER_SERVICE_HOST", "10.0.0.7"),
+            ("ODA_CDC_PRODUCER_SERVICE_PORT", "9464"),
+            ("ODA_CDC_PRODUCER_SERVICE_PORT_METRICS", "9464"),
+            ("ODA_CDC_PRODUCER_PORT", "tcp://10.0.0.7:9464"),
+            ("ODA_CDC_PRODUCER_PORT_9464_TCP_ADDR", "10.0.0.7"),
+            ("ODA_CDC_POLL__INTERVAL", "2s"),
+        ],
+        &[],
+    )
+    .expect("service links are skipped");
+    assert_eq!(s.poll.interval.get(), Duration::from_secs(2));
+    // A real typo is still refused.
+    assert!(matches!(
+        load("", &[("ODA_CDC_POLL__INTERVALL", "2s")], &[]),
+        Err(ConfigError::UnknownKey { .. })
+    ));
+}
