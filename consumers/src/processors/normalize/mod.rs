@@ -25,6 +25,7 @@ use oda_cdc_core::event::{ChangeEvent, Op};
 use oda_cdc_core::model::{self, EdmType};
 use oda_cdc_core::odatime;
 use serde_json::{Map, Value, json};
+use tokio_util::sync::DropGuard;
 
 use self::lookup::{Reference, Tables};
 use crate::decode::Decoder;
@@ -36,6 +37,9 @@ use crate::processors::passthrough::entity_inputs;
 pub struct Normalize {
     tables: Tables,
     references: HashMap<String, Vec<Reference>>,
+    /// Stops the thread that follows the lookup topics when this instance
+    /// goes (the runner opens a new one after a failure).
+    _follower: Option<DropGuard>,
 }
 
 impl Normalize {
@@ -46,7 +50,11 @@ impl Normalize {
             .iter()
             .map(|set| (set.name.clone(), lookup::references(set, &lookups)))
             .collect();
-        Self { tables, references }
+        Self {
+            tables,
+            references,
+            _follower: None,
+        }
     }
 
     /// The clean document of one change event.
@@ -125,13 +133,12 @@ impl Processor for Normalize {
 
     async fn open(context: &Context) -> anyhow::Result<Self> {
         let decoder = Arc::new(Decoder::new(&context.settings.schema_registry)?);
-        let tables = lookup::load(
-            &context.settings.kafka,
-            decoder,
-            context.shutdown.child_token(),
-        )
-        .await?;
-        Ok(Self::with_tables(tables))
+        let follower = context.shutdown.child_token();
+        let tables = lookup::load(&context.settings.kafka, decoder, follower.clone()).await?;
+        Ok(Self {
+            _follower: Some(follower.drop_guard()),
+            ..Self::with_tables(tables)
+        })
     }
 
     fn process(&mut self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError> {
