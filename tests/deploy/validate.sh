@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Offline checks of the deploy files, each validator also fed a broken
+# Offline checks of the deploy files (Prometheus, YAML, dashboard,
+# Kubernetes), each validator also fed a broken
 # input it must refuse (a validator that accepts anything checks nothing).
 #
 #   PROMTOOL=… TEST_PYTHON=… tests/deploy/validate.sh
@@ -32,3 +33,7 @@ refuses "a bad duration" "$PROMTOOL" check config "$WORK/prometheus.yml"
 echo "files: YAML, the dashboard JSON"
 "$PYTHON" tests/deploy/check_files.py
 "$PYTHON" tests/deploy/check_files.py --self-test
+
+echo "Kubernetes: core kinds against their schemas, custom resources, topics"
+"$PYTHON" tests/deploy/check_k8s.py
+"$PYTHON" tests/deploy/check_k8s.py --self-test
