@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # One image for every oda-cdc binary: oda-producer (the default entrypoint),
-# oda-normalize, oda-passthrough, oda-replay and oda-sim. Pick another one
-# with `--entrypoint` (docker) or `command:` (Kubernetes, compose).
+# oda-normalize, oda-votes, oda-passthrough, oda-replay and oda-sim. Pick
+# another one with `--entrypoint` (docker) or `command:` (Kubernetes, compose).
 #
 #   docker build -t oda-cdc .
 #   docker run --rm -e KAFKA_BROKERS=kafka:9092 -e METRICS_ADDR=0.0.0.0:9464 oda-cdc
@@ -33,8 +33,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p oda-producer -p oda-consumers -p oda-sim \
  && mkdir -p /out \
  && cp target/release/oda-producer target/release/oda-normalize \
-       target/release/oda-passthrough target/release/oda-replay \
-       target/release/oda-sim /out/
+       target/release/oda-votes target/release/oda-passthrough \
+       target/release/oda-replay target/release/oda-sim /out/
 
 # --- runtime ---------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
@@ -64,9 +64,10 @@ USER 10001:10001
 EXPOSE 9464 9465 9466 9467
 
 # ADMIN_PORT tells the health check which admin port this container's
-# binary serves (set it with METRICS_ADDR for the processors).
+# binary serves (set it with METRICS_ADDR for the processors). The shell
+# expands it at check time; `sh -c` in exec form is what the shell form runs.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD curl -fsS "http://127.0.0.1:${ADMIN_PORT:-9464}/healthz" || exit 1
+    CMD ["/bin/sh", "-c", "curl -fsS \"http://127.0.0.1:${ADMIN_PORT:-9464}/healthz\" || exit 1"]
 
 # SIGTERM: finish or abort the open transaction and exit 0 within 10 s.
 STOPSIGNAL SIGTERM

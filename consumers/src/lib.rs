@@ -4,6 +4,7 @@
 
 pub mod dead_letter;
 pub mod decode;
+pub mod follow;
 pub mod metrics;
 pub mod processor;
 pub mod processors;

@@ -2,6 +2,7 @@
 //! error that says whether trying again can help. Everything else (group,
 //! decoding, retries, dead letters, transactions) is the runner's.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use oda_cdc_core::config::Settings;
@@ -26,7 +27,7 @@ pub struct Input<'a> {
     pub value: Option<&'a [u8]>,
     pub headers: &'a [(String, Vec<u8>)],
     /// The decoded change event; `None` for a tombstone, and for every
-    /// record of a processor that does not decode ([`Processor::DECODES`]).
+    /// record a processor does not want decoded ([`Processor::decodes`]).
     pub event: Option<&'a ChangeEvent>,
 }
 
@@ -45,6 +46,10 @@ impl Input<'_> {
 pub struct Output {
     /// `None`: the processor's output topic for this input.
     pub topic: Option<String>,
+    /// `None`: the producer's partitioner picks one by key. A processor
+    /// that keeps partitioned state (a changelog beside a repartition
+    /// topic) places records itself.
+    pub partition: Option<i32>,
     pub key: Option<String>,
     /// `None` writes a tombstone.
     pub value: Option<Vec<u8>>,
@@ -58,6 +63,7 @@ impl Output {
             .map_err(|e| ProcessError::Permanent(format!("output is not JSON: {e}")))?;
         Ok(Self {
             topic: None,
+            partition: None,
             key: Some(key.into()),
             value: Some(value),
             headers: vec![(headers::CONTENT_TYPE.to_owned(), headers::JSON.into())],
@@ -68,6 +74,7 @@ impl Output {
     pub fn tombstone(key: impl Into<String>) -> Self {
         Self {
             topic: None,
+            partition: None,
             key: Some(key.into()),
             value: None,
             headers: Vec::new(),
@@ -77,6 +84,12 @@ impl Output {
     /// Sends this output to `topic` instead of the default.
     pub fn to(mut self, topic: impl Into<String>) -> Self {
         self.topic = Some(topic.into());
+        self
+    }
+
+    /// Sends this output to one partition of its topic.
+    pub fn at_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
         self
     }
 
@@ -117,10 +130,6 @@ pub trait Processor: Send + Sized + 'static {
     const NAME: &'static str;
     /// The default port of `/metrics` (SPEC §7).
     const METRICS_PORT: u16;
-    /// Whether the runner decodes values into change events (and
-    /// dead-letters those that do not decode). A processor that treats
-    /// values as opaque bytes says `false` and sees `event: None`.
-    const DECODES: bool = true;
 
     /// The topics to read.
     fn inputs(settings: &Settings) -> Vec<String>;
@@ -144,7 +153,39 @@ pub trait Processor: Send + Sized + 'static {
     /// state must come from Kafka, not from the previous instance.
     fn open(context: &Context) -> impl Future<Output = anyhow::Result<Self>> + Send;
 
+    /// Whether the runner decodes the values of `topic` into change
+    /// events (and dead-letters those that do not decode). A processor that
+    /// treats values as opaque bytes, or reads a topic of its own, says
+    /// `false` and sees `event: None`.
+    fn decodes(&self, _topic: &str) -> bool {
+        true
+    }
+
     /// Handles one record. Must be deterministic given the same input and
     /// state: after an aborted transaction the record is processed again.
     fn process(&mut self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError>;
+
+    /// The group's partitions changed; called before the first record of
+    /// the new assignment is processed, with every partition this instance
+    /// now reads. A processor with partitioned state drops what it no
+    /// longer owns and restores what it gained.
+    fn assigned(
+        &mut self,
+        _partitions: &[(String, i32)],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Records that sum up a whole batch (a tally updated by many inputs
+    /// goes out once, not once per input); written in the batch's
+    /// transaction. An output without a topic goes to the first of
+    /// [`Processor::output_topics`].
+    fn flush(&mut self) -> Vec<Output> {
+        Vec::new()
+    }
+
+    /// A batch was committed; `written` holds, per topic and partition, the
+    /// offset of the last record it wrote there (what a changelog reader
+    /// must not read again).
+    fn committed(&mut self, _written: &HashMap<(String, i32), i64>) {}
 }

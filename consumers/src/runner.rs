@@ -81,6 +81,8 @@ pub struct RunOptions {
 enum SessionError {
     #[error("opening the processor: {0:#}")]
     Open(anyhow::Error),
+    #[error("handing the processor its partitions: {0:#}")]
+    Assigned(anyhow::Error),
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
     #[error("another instance with transactional id `{0}` took over")]
@@ -268,6 +270,7 @@ impl Writer {
 /// One record to write.
 struct Outgoing {
     topic: String,
+    partition: Option<i32>,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
@@ -311,11 +314,34 @@ async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
     shared.context.health.set_ok("kafka");
     shared.context.health.set_ok("batch");
     let mut output_topics: HashMap<String, String> = HashMap::new();
+    let flush_topic = P::output_topics(settings)
+        .into_iter()
+        .next()
+        .map(|spec| spec.name)
+        .unwrap_or_default();
+    // The rebalance count the processor last heard about.
+    let mut told = None;
 
     loop {
         let Some(batch) = read_batch(&consumer, shutdown).await else {
             break;
         };
+        // Every record of the batch came after the last rebalance, and no
+        // callback runs outside `recv`: the assignment is current.
+        let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
+        if told != Some(rebalances) {
+            let assignment: Vec<(String, i32)> = consumer
+                .assignment()?
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            processor
+                .assigned(&assignment)
+                .await
+                .map_err(SessionError::Assigned)?;
+            told = Some(rebalances);
+        }
         let mut outgoing = Vec::with_capacity(batch.len());
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
         let mut retry_budget = RETRY_BUDGET;
@@ -334,9 +360,17 @@ async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
                 message.offset() + 1,
             );
         }
+        outgoing.extend(processor.flush().into_iter().map(|output| Outgoing {
+            topic: output.topic.unwrap_or_else(|| flush_topic.clone()),
+            partition: output.partition,
+            key: output.key.map(String::into_bytes),
+            value: output.value,
+            headers: output.headers,
+        }));
         let written = write(shared, &writer, &consumer, outgoing, &offsets).await;
         match written {
-            Ok(()) => {
+            Ok(written) => {
+                processor.committed(&written);
                 if let Writer::Transactional(_) = writer {
                     shared
                         .metrics
@@ -471,7 +505,7 @@ async fn handle<P: Processor>(
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     };
     let earlier = dead_letter::earlier_attempts(&headers);
-    let decoded = if P::DECODES {
+    let decoded = if processor.decodes(message.topic()) {
         shared
             .decoder
             .decode(
@@ -543,6 +577,7 @@ async fn handle<P: Processor>(
                 .clone();
             for Output {
                 topic,
+                partition,
                 key,
                 value,
                 headers,
@@ -550,6 +585,7 @@ async fn handle<P: Processor>(
             {
                 outgoing.push(Outgoing {
                     topic: topic.unwrap_or_else(|| default_topic.clone()),
+                    partition,
                     key: key
                         .map(String::into_bytes)
                         .or_else(|| message.key().map(<[u8]>::to_vec)),
@@ -614,11 +650,15 @@ fn letter<P: Processor>(
     };
     Outgoing {
         topic: shared.dlq_topic.clone(),
+        partition: None,
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
         headers: dead_letter::letter_headers(headers, origin, kind, reason, attempts),
     }
 }
+
+/// Where a batch's records landed: the last offset per topic and partition.
+type Written = HashMap<(String, i32), i64>;
 
 /// Writes a batch's records and moves the group's offsets past it.
 async fn write(
@@ -627,7 +667,7 @@ async fn write(
     consumer: &Arc<StreamConsumer<RunnerContext>>,
     outgoing: Vec<Outgoing>,
     offsets: &HashMap<(String, i32), i64>,
-) -> Result<(), SessionError> {
+) -> Result<Written, SessionError> {
     let mut positions = TopicPartitionList::new();
     for ((topic, partition), offset) in offsets {
         positions.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
@@ -639,7 +679,7 @@ async fn write(
             let metadata = consumer.group_metadata().ok_or(SessionError::NoGroup)?;
             producer.begin_transaction().map_err(|e| fenced_or(e, id))?;
             let sent = async {
-                send_all(&producer, outgoing).await?;
+                let written = send_all(&producer, outgoing).await?;
                 let tx = producer.clone();
                 tokio::task::spawn_blocking(move || {
                     tx.send_offsets_to_transaction(
@@ -650,26 +690,29 @@ async fn write(
                     tx.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))
                 })
                 .await
-                .map_err(|_| KafkaError::Canceled)?
+                .map_err(|_| KafkaError::Canceled)??;
+                Ok(written)
             }
             .await;
-            if let Err(error) = sent {
-                let tx = producer.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    tx.abort_transaction(Timeout::After(TRANSACTION_TIMEOUT))
-                })
-                .await;
-                return Err(fenced_or(error, id));
+            match sent {
+                Ok(written) => Ok(written),
+                Err(error) => {
+                    let tx = producer.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        tx.abort_transaction(Timeout::After(TRANSACTION_TIMEOUT))
+                    })
+                    .await;
+                    Err(fenced_or(error, id))
+                }
             }
-            Ok(())
         }
         Writer::Acknowledged(_) => {
-            send_all(&producer, outgoing).await?;
+            let written = send_all(&producer, outgoing).await?;
             let consumer = Arc::clone(consumer);
             tokio::task::spawn_blocking(move || consumer.commit(&positions, CommitMode::Sync))
                 .await
                 .map_err(|_| KafkaError::Canceled)??;
-            Ok(())
+            Ok(written)
         }
     }
 }
@@ -678,7 +721,7 @@ async fn write(
 async fn send_all(
     producer: &FutureProducer<LogContext>,
     outgoing: Vec<Outgoing>,
-) -> Result<(), KafkaError> {
+) -> Result<Written, KafkaError> {
     let mut deliveries = Vec::with_capacity(outgoing.len());
     for record in &outgoing {
         loop {
@@ -696,9 +739,12 @@ async fn send_all(
             if let Some(value) = &record.value {
                 future = future.payload(value.as_slice());
             }
+            if let Some(partition) = record.partition {
+                future = future.partition(partition);
+            }
             match producer.send_result(future) {
                 Ok(delivery) => {
-                    deliveries.push(delivery);
+                    deliveries.push((record.topic.as_str(), delivery));
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -708,12 +754,20 @@ async fn send_all(
             }
         }
     }
-    for delivery in deliveries {
+    // Keyed by borrowed names while counting: no allocation per record.
+    let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+    for (topic, delivery) in deliveries {
         match delivery.await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(delivered)) => {
+                let at = last.entry((topic, delivered.partition)).or_insert(-1);
+                *at = (*at).max(delivered.offset);
+            }
             Ok(Err((error, _))) => return Err(error),
             Err(_) => return Err(KafkaError::Canceled),
         }
     }
-    Ok(())
+    Ok(last
+        .into_iter()
+        .map(|((topic, partition), at)| ((topic.to_owned(), partition), at))
+        .collect())
 }

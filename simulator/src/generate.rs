@@ -332,6 +332,15 @@ impl RowMaker {
                 .name
                 .clone(),
             "kollonenavn" => format!("felt{}", id % 30),
+            // The vote types every source agrees on (ODA_API §2.1).
+            "type" if set.name == "Stemmetype" => match id {
+                1 => "For",
+                2 => "Imod",
+                3 => "Fravær",
+                4 => "Hverken for eller imod",
+                _ => "Ukendt",
+            }
+            .to_owned(),
             "type" | "status" | "rolle" | "kategori" => {
                 format!(
                     "{} {}",

@@ -2,3 +2,4 @@
 
 pub mod normalize;
 pub mod passthrough;
+pub mod votes;

@@ -36,8 +36,6 @@ pub fn entity_inputs(settings: &Settings) -> Vec<String> {
 impl Processor for Passthrough {
     const NAME: &'static str = "oda-passthrough";
     const METRICS_PORT: u16 = 9467;
-    /// Values are copied, never read: nothing to decode, nothing to refuse.
-    const DECODES: bool = false;
 
     fn inputs(settings: &Settings) -> Vec<String> {
         entity_inputs(settings)
@@ -47,9 +45,15 @@ impl Processor for Passthrough {
         Ok(Self)
     }
 
+    /// Values are copied, never read: nothing to decode, nothing to refuse.
+    fn decodes(&self, _topic: &str) -> bool {
+        false
+    }
+
     fn process(&mut self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError> {
         Ok(vec![Output {
             topic: None,
+            partition: None,
             key: input.key.map(str::to_owned),
             value: input.value.map(<[u8]>::to_vec),
             headers: input.headers.to_vec(),

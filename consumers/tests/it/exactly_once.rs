@@ -2,31 +2,29 @@
 //! 100k records: the `-processed` topic, read with read_committed, holds
 //! exactly one output per input.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use oda_cdc_core::topics;
-use oda_cdc_testkit::{create_topic, free_port, kafka, read_topic, unique};
+use oda_cdc_testkit::{create_topic, free_port, read_topic, unique};
 use rand::Rng;
 
-use crate::harness::{Fixture, assert_each_once, event, outputs_for_keys, produce, sag};
+use crate::harness::{Fixture, assert_each_once, event, outputs_for_keys, processor, produce, sag};
 
 const RECORDS: i64 = 100_000;
 const KILLS: usize = 20;
 
 fn spawn(prefix: &str, group: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_oda-passthrough"))
-        .args(["--instance", "it-a"])
-        .env("KAFKA_BROKERS", kafka().brokers)
-        .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)
-        .env("ODA_CDC_ENTITIES", "Sag")
-        .env("ODA_CDC_CONSUMER__GROUP", group)
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("oda-passthrough starts")
+    processor(
+        env!("CARGO_BIN_EXE_oda-passthrough"),
+        prefix,
+        group,
+        "it-a",
+        port,
+    )
+    .env("ODA_CDC_ENTITIES", "Sag")
+    .spawn()
+    .expect("oda-passthrough starts")
 }
 
 /// Waits until this life has processed `records` records (or 10 s pass,

@@ -174,6 +174,28 @@ pub(crate) fn sag(id: i64) -> Value {
     })
 }
 
+/// A processor binary's command, set up as every test runs one: the test
+/// broker, a topic prefix, a group, an instance name and a metrics port.
+pub(crate) fn processor(
+    binary: &str,
+    prefix: &str,
+    group: &str,
+    instance: &str,
+    port: u16,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    command
+        .args(["--instance", instance])
+        .env("KAFKA_BROKERS", kafka().brokers)
+        .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)
+        .env("ODA_CDC_CONSUMER__GROUP", group)
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    command
+}
+
 /// Log lines of the code under test, filtered by `RUST_LOG`.
 pub(crate) fn logs() {
     let _ = tracing_subscriber::fmt()

@@ -7,3 +7,4 @@ mod normalize;
 mod observability;
 mod rebalance;
 mod replay;
+mod votes;

@@ -2,33 +2,31 @@
 //! second joins mid-stream (a rebalance), then the first stops (another):
 //! every input has exactly one output.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use oda_cdc_core::topics;
-use oda_cdc_testkit::{create_topic, free_port, kafka, terminate, unique};
+use oda_cdc_testkit::{create_topic, free_port, terminate, unique};
 
 use crate::harness::{
-    Fixture, assert_each_once, event, outputs_for_keys, produce, read_at_least, sag,
+    Fixture, assert_each_once, event, outputs_for_keys, processor, produce, read_at_least, sag,
 };
 
 const RECORDS: i64 = 40_000;
 
 fn spawn(prefix: &str, group: &str, instance: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_oda-passthrough"))
-        .args(["--instance", instance])
-        // A stopped static member leaves at its session's end: keep it short.
-        .args(["--kafka-property", "session.timeout.ms=6000"])
-        .env("KAFKA_BROKERS", kafka().brokers)
-        .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)
-        .env("ODA_CDC_ENTITIES", "Sag")
-        .env("ODA_CDC_CONSUMER__GROUP", group)
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("oda-passthrough starts")
+    processor(
+        env!("CARGO_BIN_EXE_oda-passthrough"),
+        prefix,
+        group,
+        instance,
+        port,
+    )
+    // A stopped static member leaves at its session's end: keep it short.
+    .args(["--kafka-property", "session.timeout.ms=6000"])
+    .env("ODA_CDC_ENTITIES", "Sag")
+    .spawn()
+    .expect("oda-passthrough starts")
 }
 
 fn fixtures(ids: std::ops::Range<i64>) -> Vec<Fixture> {

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dashmap::DashMap;
 use oda_cdc_core::config::KafkaSettings;
@@ -19,12 +18,11 @@ use oda_cdc_core::event::ChangeEvent;
 use oda_cdc_core::model::{EdmType, EntitySet, entity_sets};
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_cdc_core::topics;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::decode::Decoder;
+use crate::follow::{TopicReader, decode_blocking, key_text};
 
 /// A field that refers to a lookup table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,104 +124,33 @@ pub async fn load(
     shutdown: CancellationToken,
 ) -> Result<Tables, KafkaError> {
     let tables = Tables::default();
-    let lookups = lookup_sets();
-    let by_topic: HashMap<String, (String, String)> = lookups
-        .iter()
+    let by_topic: HashMap<String, (String, String)> = lookup_sets()
+        .into_iter()
         .map(|(table, label)| {
             (
-                topics::entity_topic(&kafka.topic_prefix, table),
-                (table.clone(), label.clone()),
+                topics::entity_topic(&kafka.topic_prefix, &table),
+                (table, label),
             )
         })
         .collect();
-    let config = kafka.consumer_config("oda-normalize-lookups");
-    let consumer: BaseConsumer<oda_cdc_core::kafka::LogContext> =
-        config.create_with_context(oda_cdc_core::kafka::LogContext)?;
-    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
-    let mut assignment = TopicPartitionList::new();
-    // The initial load ends when every partition's position reaches the
-    // end it had at start (positions step over transaction markers, which
-    // a reader never receives).
-    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    for topic in metadata.topics() {
-        if !by_topic.contains_key(topic.name()) {
-            continue;
-        }
-        for partition in topic.partitions() {
-            let (low, high) =
-                consumer.fetch_watermarks(topic.name(), partition.id(), Duration::from_secs(10))?;
-            assignment.add_partition_offset(topic.name(), partition.id(), Offset::Beginning)?;
-            if high > low {
-                ends.insert((topic.name().to_owned(), partition.id()), high);
-            }
-        }
-    }
-    if assignment.count() == 0 {
-        tracing::warn!("No lookup topics yet; ids stay unresolved.");
-        return Ok(tables);
-    }
-    consumer.assign(&assignment)?;
-    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::runtime::Handle::current();
+    let names: Vec<String> = by_topic.keys().cloned().collect();
+    let reader = TopicReader::whole_topics(kafka, "oda-normalize-lookups", &names)?;
+    let runtime = tokio::runtime::Handle::current();
     let shared = tables.clone();
-    std::thread::Builder::new()
-        .name("lookup-tables".into())
-        .spawn(move || {
-            let mut loaded = Some(loaded_tx);
-            let mut since_check = 0;
-            while !shutdown.is_cancelled() {
-                let polled = consumer.poll(Duration::from_millis(200));
-                since_check += 1;
-                if loaded.is_some() && (polled.is_none() || since_check >= 500) {
-                    since_check = 0;
-                    if let Ok(positions) = consumer.position() {
-                        ends.retain(|(topic, partition), end| {
-                            positions
-                                .find_partition(topic, *partition)
-                                .and_then(|p| p.offset().to_raw())
-                                .is_none_or(|at| at < *end)
-                        });
-                    }
-                    if ends.is_empty()
-                        && let Some(tx) = loaded.take()
-                    {
-                        let _ = tx.send(());
-                    }
-                }
-                match polled {
-                    None => {}
-                    Some(Err(error)) => tracing::warn!(%error, "Reading lookup topics."),
-                    Some(Ok(message)) => {
-                        let Some((table, label)) = by_topic.get(message.topic()) else {
-                            continue;
-                        };
-                        let header = |name: &str| {
-                            use rdkafka::message::Headers;
-                            message.headers().and_then(|h| {
-                                h.iter()
-                                    .find(|h| h.key == name)
-                                    .and_then(|h| h.value)
-                                    .and_then(|v| std::str::from_utf8(v).ok())
-                            })
-                        };
-                        let decoded = handle.block_on(decoder.decode(
-                            message.payload(),
-                            header(oda_cdc_core::event::headers::CONTENT_TYPE),
-                            header(oda_cdc_core::event::headers::ENTITY),
-                        ));
-                        let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
-                        match decoded {
-                            Ok(event) => shared.apply(table, label, key, event.as_ref()),
-                            Err(error) => {
-                                tracing::warn!(table, %error, "Lookup record skipped.");
-                            }
-                        }
-                    }
-                }
+    reader
+        .follow("lookup-tables", shutdown, move |message| {
+            let Some((table, label)) = by_topic.get(message.topic()) else {
+                return;
+            };
+            match decode_blocking(&runtime, &decoder, message) {
+                Ok(event) => shared.apply(table, label, key_text(message), event.as_ref()),
+                Err(error) => tracing::warn!(table, %error, "Lookup record skipped."),
             }
         })
-        .map_err(|_| KafkaError::Canceled)?;
-    let _ = loaded_rx.await;
+        .await?;
+    if tables.is_empty() {
+        tracing::warn!("The lookup topics hold nothing yet; ids stay unresolved until they do.");
+    }
     tracing::info!(labels = tables.len(), "Lookup tables loaded.");
     Ok(tables)
 }

@@ -1,0 +1,244 @@
+//! Reading topics outside the group: tables a processor keeps in memory
+//! (read to the end before the first record, then followed) and a
+//! processor's own changelog (read to the end when it takes a partition).
+//!
+//! Both need the same thing: a reader of assigned partitions that knows
+//! when it has caught up with the end each partition had when it started.
+//! Positions step over transaction markers and aborted records, which a
+//! `read_committed` reader never receives, so "caught up" compares
+//! positions, not the offsets of the records seen.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oda_cdc_core::config::KafkaSettings;
+use oda_cdc_core::event::{ChangeEvent, headers};
+use oda_cdc_core::kafka::LogContext;
+use oda_cdc_core::shutdown::CancellationToken;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::decode::{DecodeError, Decoder};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a reader stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("not caught up with {0} after {1:?} (an open transaction that does not end?)")]
+    Stalled(String, Duration),
+    #[error("stopped before catching up")]
+    Cancelled,
+}
+
+/// A reader of assigned partitions (no group, nothing committed).
+pub struct TopicReader {
+    consumer: BaseConsumer<LogContext>,
+    /// Partitions not caught up yet, with the end to reach.
+    ends: HashMap<(String, i32), i64>,
+}
+
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicReader")
+            .field("behind", &self.ends.len())
+            .finish()
+    }
+}
+
+impl TopicReader {
+    /// Reads `partitions` from the given offsets; each one's end is its
+    /// high watermark now. `client` names the reader in the broker's logs.
+    pub fn assign(
+        kafka: &KafkaSettings,
+        client: &str,
+        partitions: &[(String, i32, Offset)],
+    ) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer<LogContext> = kafka
+            .consumer_config(client)
+            .create_with_context(LogContext)?;
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for (topic, partition, start) in partitions {
+            let (low, high) = consumer.fetch_watermarks(topic, *partition, METADATA_TIMEOUT)?;
+            assignment.add_partition_offset(topic, *partition, *start)?;
+            let from = match start {
+                Offset::Offset(at) => (*at).max(low),
+                _ => low,
+            };
+            if high > from {
+                ends.insert((topic.clone(), *partition), high);
+            }
+        }
+        consumer.assign(&assignment)?;
+        Ok(Self { consumer, ends })
+    }
+
+    /// Every partition of those `topics` that exist, from the beginning.
+    pub fn whole_topics(
+        kafka: &KafkaSettings,
+        client: &str,
+        topics: &[String],
+    ) -> Result<Self, KafkaError> {
+        let probe: BaseConsumer<LogContext> = kafka
+            .consumer_config(client)
+            .create_with_context(LogContext)?;
+        let metadata = probe.fetch_metadata(None, METADATA_TIMEOUT)?;
+        let partitions: Vec<(String, i32, Offset)> = metadata
+            .topics()
+            .iter()
+            .filter(|t| topics.iter().any(|name| name == t.name()))
+            .flat_map(|t| {
+                t.partitions()
+                    .iter()
+                    .map(|p| (t.name().to_owned(), p.id(), Offset::Beginning))
+            })
+            .collect();
+        Self::assign(kafka, client, &partitions)
+    }
+
+    /// Whether every partition reached the end it had at the start.
+    pub fn caught_up(&mut self) -> bool {
+        if self.ends.is_empty() {
+            return true;
+        }
+        if let Ok(positions) = self.consumer.position() {
+            self.ends.retain(|(topic, partition), end| {
+                positions
+                    .find_partition(topic, *partition)
+                    .and_then(|p| p.offset().to_raw())
+                    .is_none_or(|at| at < *end)
+            });
+        }
+        self.ends.is_empty()
+    }
+
+    /// One poll; a message goes to `on_message`.
+    pub fn poll(&self, timeout: Duration, on_message: &mut impl FnMut(&BorrowedMessage<'_>)) {
+        match self.consumer.poll(timeout) {
+            None => {}
+            Some(Err(error)) => tracing::warn!(%error, "Reading a table topic."),
+            Some(Ok(message)) => on_message(&message),
+        }
+    }
+
+    /// Blocks until caught up; fails after `patience` without progress to
+    /// the end (a transaction left open by a dead writer ends within the
+    /// transaction timeout, so a patience above it only fails on real
+    /// trouble).
+    pub fn read_to_end(
+        &mut self,
+        patience: Duration,
+        cancel: &CancellationToken,
+        mut on_message: impl FnMut(&BorrowedMessage<'_>),
+    ) -> Result<(), ReadError> {
+        let started = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(ReadError::Cancelled);
+            }
+            // Asking for positions costs a lock round; every 1,000 records
+            // or on an idle poll is often enough.
+            if polls.is_multiple_of(1_000) && self.caught_up() {
+                return Ok(());
+            }
+            if started.elapsed() > patience {
+                let behind = self
+                    .ends
+                    .keys()
+                    .map(|(t, p)| format!("{t}[{p}]"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(ReadError::Stalled(behind, patience));
+            }
+            let mut got = false;
+            self.poll(Duration::from_millis(100), &mut |m| {
+                got = true;
+                on_message(m);
+            });
+            polls = if got { polls + 1 } else { 0 };
+        }
+    }
+
+    /// Where the reader stands in each assigned partition.
+    pub fn positions(&self) -> Result<HashMap<(String, i32), i64>, KafkaError> {
+        Ok(self
+            .consumer
+            .position()?
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                e.offset()
+                    .to_raw()
+                    .map(|at| ((e.topic().to_owned(), e.partition()), at))
+            })
+            .collect())
+    }
+
+    /// Reads to the end, then keeps reading on a thread of its own until
+    /// `stop`; returns once caught up (or when the thread ends early).
+    pub async fn follow(
+        mut self,
+        name: &str,
+        stop: CancellationToken,
+        mut on_message: impl FnMut(&BorrowedMessage<'_>) + Send + 'static,
+    ) -> Result<(), KafkaError> {
+        let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let mut loaded = Some(loaded_tx);
+                let mut polls = 0u32;
+                while !stop.is_cancelled() {
+                    let mut got = false;
+                    self.poll(Duration::from_millis(200), &mut |m| {
+                        got = true;
+                        on_message(m);
+                    });
+                    polls = if got { polls + 1 } else { 0 };
+                    if loaded.is_some()
+                        && polls.is_multiple_of(1_000)
+                        && self.caught_up()
+                        && let Some(tx) = loaded.take()
+                    {
+                        let _ = tx.send(());
+                    }
+                }
+            })
+            .map_err(|_| KafkaError::Canceled)?;
+        let _ = loaded_rx.await;
+        Ok(())
+    }
+}
+
+/// Decodes an entity-topic message on a thread outside the runtime.
+pub fn decode_blocking(
+    runtime: &tokio::runtime::Handle,
+    decoder: &Arc<Decoder>,
+    message: &BorrowedMessage<'_>,
+) -> Result<Option<ChangeEvent>, DecodeError> {
+    let header = |name: &str| {
+        message.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        })
+    };
+    runtime.block_on(decoder.decode(
+        message.payload(),
+        header(headers::CONTENT_TYPE),
+        header(headers::ENTITY),
+    ))
+}
+
+/// The message key as text.
+pub fn key_text<'a>(message: &'a BorrowedMessage<'_>) -> Option<&'a str> {
+    message.key().and_then(|k| std::str::from_utf8(k).ok())
+}

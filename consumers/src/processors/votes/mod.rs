@@ -1,0 +1,551 @@
+//! `oda-votes`: per Afstemning (a division of the Folketing), the tally by
+//! vote type and by party, updated as the individual votes (Stemme) arrive.
+//!
+//! Votes are keyed by their own id, so the votes of one division are spread
+//! over every partition of `parliament-stemme`, and they often arrive
+//! before their division. As Kafka Streams does, the work is split in two
+//! over an intermediate topic:
+//!
+//! 1. Stemme and Afstemning events are re-keyed by Afstemning id into
+//!    `<prefix>-votes-repartition`, partition = id mod partitions;
+//! 2. each instance keeps the votes of the repartition partitions it owns,
+//!    writes every change to `<prefix>-votes-changelog` (same partition,
+//!    compacted) in the same transaction, and emits the tallies touched by
+//!    a batch to `<prefix>-votes-processed` once per batch. Whoever owns a
+//!    partition next rebuilds its state from the changelog, never from the
+//!    entity topics.
+//!
+//! Votes of a division that has not arrived are held (and counted in
+//! `oda_cdc_votes_held`), never dropped; its tally appears when it does.
+//! A deleted Stemme carries no Afstemning id, so its retraction goes to
+//! every partition; so does one for a changed Stemme (its old division
+//! may live elsewhere).
+//!
+//! Parties come from tables every instance holds whole: the member's
+//! relation (AktørAktør) to an actor of type Folketingsgruppe valid on the
+//! meeting's date (Møde.dato through Afstemning.mødeid).
+
+pub mod state;
+pub mod tables;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use oda_cdc_core::config::{KafkaSettings, Settings};
+use oda_cdc_core::event::{Op, headers};
+use oda_cdc_core::kafka::{LogContext, TopicSpec};
+use oda_cdc_core::shutdown::CancellationToken;
+use oda_cdc_core::topics;
+use prometheus::IntGauge;
+use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::DropGuard;
+
+use self::state::{Division, PartitionState, Routed, Tally, Vote};
+use self::tables::{TABLE_SETS, Tables, VoteKind};
+use crate::decode::Decoder;
+use crate::follow::{TopicReader, decode_blocking, key_text};
+use crate::processor::{Context, Input, Output, ProcessError, Processor};
+
+/// How long a restore may wait for the changelog's end: longer than the
+/// transaction timeout, within which a dead writer's transaction ends.
+const RESTORE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The topics of one deployment.
+#[derive(Debug, Clone)]
+pub struct VoteTopics {
+    pub stemme: String,
+    pub afstemning: String,
+    pub repartition: String,
+    pub changelog: String,
+    pub processed: String,
+}
+
+impl VoteTopics {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            stemme: topics::entity_topic(prefix, "Stemme"),
+            afstemning: topics::entity_topic(prefix, "Afstemning"),
+            repartition: format!("{prefix}-votes-repartition"),
+            changelog: format!("{prefix}-votes-changelog"),
+            processed: topics::named_processed_topic(prefix, "votes"),
+        }
+    }
+}
+
+/// The processor.
+pub struct Votes {
+    topics: VoteTopics,
+    kafka: KafkaSettings,
+    /// Partitions of the repartition topic (and of the changelog).
+    partitions: i32,
+    tables: Tables,
+    /// State of the repartition partitions this instance owns.
+    owned: HashMap<i32, PartitionState>,
+    /// Per owned partition, the changelog offset up to which `owned` holds
+    /// everything: a partition kept across a rebalance reads on from here.
+    next: HashMap<i32, i64>,
+    /// Tallies a batch touched, emitted by `flush`.
+    dirty: BTreeSet<(i32, i64)>,
+    /// Afstemninger a batch deleted: their tally becomes a tombstone.
+    gone: BTreeSet<i64>,
+    held: IntGauge,
+    shutdown: CancellationToken,
+    _follower: DropGuard,
+}
+
+impl std::fmt::Debug for Votes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Votes")
+            .field("topics", &self.topics)
+            .field("partitions", &self.partitions)
+            .field("owned", &self.owned.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn int(record: &Map<String, Value>, field: &str) -> Option<i64> {
+    record.get(field).and_then(Value::as_i64)
+}
+
+/// The id of the record an input is about: the event's, else the key's.
+fn record_id(input: &Input<'_>) -> Result<i64, ProcessError> {
+    match input.event {
+        Some(event) => Ok(event.id),
+        None => input
+            .key
+            .and_then(|k| k.trim().parse().ok())
+            .ok_or_else(|| ProcessError::Permanent("a tombstone without a numeric key".into())),
+    }
+}
+
+impl Votes {
+    fn partition_of(&self, afstemning: i64) -> i32 {
+        // rem_euclid of a positive modulus fits in i32.
+        i32::try_from(afstemning.rem_euclid(i64::from(self.partitions))).unwrap_or(0)
+    }
+
+    fn routed(
+        &self,
+        routed: &Routed,
+        afstemning: i64,
+        partition: i32,
+    ) -> Result<Output, ProcessError> {
+        Ok(Output::json(afstemning.to_string(), routed)?
+            .to(&self.topics.repartition)
+            .at_partition(partition))
+    }
+
+    /// A retraction to every partition but `except`.
+    fn broadcast(
+        &self,
+        stemme: i64,
+        keep: Option<i64>,
+        except: Option<i32>,
+    ) -> Result<Vec<Output>, ProcessError> {
+        let routed = Routed::Retract { stemme, keep };
+        (0..self.partitions)
+            .filter(|p| Some(*p) != except)
+            .map(|p| self.routed(&routed, keep.unwrap_or(stemme), p))
+            .collect()
+    }
+
+    /// Stage 1 for a Stemme event.
+    fn route_stemme(&self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError> {
+        let stemme = record_id(input)?;
+        let after = match input.event {
+            Some(event) if event.op != Op::Delete => event.after.as_ref(),
+            _ => None,
+        };
+        let Some(after) = after else {
+            return self.broadcast(stemme, None, None);
+        };
+        let afstemning = int(after, "afstemningid").ok_or_else(|| {
+            ProcessError::Permanent(format!("Stemme {stemme} has no afstemningid"))
+        })?;
+        let aktoer = int(after, "aktørid")
+            .ok_or_else(|| ProcessError::Permanent(format!("Stemme {stemme} has no aktørid")))?;
+        let partition = self.partition_of(afstemning);
+        let vote = Routed::Vote {
+            stemme,
+            afstemning,
+            vote: Vote {
+                aktoer,
+                typeid: int(after, "typeid"),
+            },
+        };
+        let mut outputs = vec![self.routed(&vote, afstemning, partition)?];
+        // A changed vote may have moved from another division, which may
+        // live in another partition. First reads of a snapshot cannot have.
+        let changed = input.event.is_some_and(|e| e.op == Op::Update)
+            || input.header(headers::BACKFILL).is_some();
+        if changed {
+            outputs.extend(self.broadcast(stemme, Some(afstemning), Some(partition))?);
+        }
+        Ok(outputs)
+    }
+
+    /// Stage 1 for an Afstemning event.
+    fn route_afstemning(&self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError> {
+        let afstemning = record_id(input)?;
+        let after = match input.event {
+            Some(event) if event.op != Op::Delete => event.after.as_ref(),
+            _ => None,
+        };
+        let routed = match after {
+            None => Routed::DivisionDeleted { afstemning },
+            Some(after) => Routed::Division {
+                afstemning,
+                division: Division {
+                    nummer: int(after, "nummer"),
+                    typeid: int(after, "typeid"),
+                    vedtaget: after.get("vedtaget").and_then(Value::as_bool),
+                    moedeid: int(after, "mødeid"),
+                    sagstrinid: int(after, "sagstrinid"),
+                    opdateringsdato: after
+                        .get("opdateringsdato")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                },
+            },
+        };
+        Ok(vec![self.routed(
+            &routed,
+            afstemning,
+            self.partition_of(afstemning),
+        )?])
+    }
+
+    /// Stage 2: a repartitioned record changes the state it belongs to.
+    fn count(&mut self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError> {
+        let value = input
+            .value
+            .ok_or_else(|| ProcessError::Permanent("an empty repartition record".into()))?;
+        let routed: Routed = serde_json::from_slice(value)
+            .map_err(|e| ProcessError::Permanent(format!("not a repartitioned vote: {e}")))?;
+        let partition = input.partition;
+        let Some(state) = self.owned.get_mut(&partition) else {
+            // The runner hands over partitions before their records.
+            return Err(ProcessError::Retryable(format!(
+                "partition {partition} of {} is not restored",
+                self.topics.repartition
+            )));
+        };
+        if let Routed::DivisionDeleted { afstemning } = routed {
+            self.gone.insert(afstemning);
+        }
+        let (changes, touched) = state.apply(routed);
+        self.dirty.extend(
+            touched
+                .into_iter()
+                .map(|afstemning| (partition, afstemning)),
+        );
+        Ok(changes
+            .into_iter()
+            .map(|change| Output {
+                topic: Some(self.topics.changelog.clone()),
+                partition: Some(partition),
+                key: Some(change.key),
+                value: change.value,
+                headers: Vec::new(),
+            })
+            .collect())
+    }
+
+    /// The output document of one tally.
+    pub fn document(tables: &Tables, afstemning: i64, tally: &Tally, division: &Division) -> Value {
+        let date = division.moedeid.and_then(|m| tables.meeting_date(m));
+        let zero = || -> BTreeMap<&'static str, u64> {
+            VoteKind::ALL.iter().map(|k| (k.as_str(), 0)).collect()
+        };
+        let mut totals = zero();
+        let mut parties: BTreeMap<String, (i64, BTreeMap<&'static str, u64>)> = BTreeMap::new();
+        let mut without_party = zero();
+        for vote in tally.votes.values() {
+            let kind = tables.vote_kind(vote.typeid).as_str();
+            *totals.entry(kind).or_default() += 1;
+            let party = date
+                .as_deref()
+                .and_then(|d| tables.party_of(vote.aktoer, d));
+            let counts = match party {
+                Some(party) => {
+                    &mut parties
+                        .entry(party.label)
+                        .or_insert_with(|| (party.id, zero()))
+                        .1
+                }
+                None => &mut without_party,
+            };
+            *counts.entry(kind).or_default() += 1;
+        }
+        let by_party: Map<String, Value> = parties
+            .into_iter()
+            .map(|(label, (id, counts))| {
+                let mut entry = json!({ "aktoerid": id });
+                for (kind, n) in counts {
+                    entry[kind] = json!(n);
+                }
+                (label, entry)
+            })
+            .collect();
+        json!({
+            "afstemning": afstemning,
+            "nummer": division.nummer,
+            "typeid": division.typeid,
+            "vedtaget": division.vedtaget,
+            "moedeid": division.moedeid,
+            "sagstrinid": division.sagstrinid,
+            "date": date,
+            "votes": tally.votes.len(),
+            "tally": totals,
+            "by_party": by_party,
+            "party_unresolved": without_party,
+        })
+    }
+
+    /// Rebuilds partitions from the changelog: new ones from the start,
+    /// kept ones from where this instance's state ends.
+    async fn restore(&mut self, partitions: BTreeSet<i32>) -> anyhow::Result<()> {
+        let plan: Vec<(String, i32, Offset)> = partitions
+            .iter()
+            .map(|&p| {
+                let from = self
+                    .next
+                    .get(&p)
+                    .map_or(Offset::Beginning, |&at| Offset::Offset(at));
+                (self.topics.changelog.clone(), p, from)
+            })
+            .collect();
+        let mut states: HashMap<i32, PartitionState> = partitions
+            .iter()
+            .map(|&p| (p, self.owned.remove(&p).unwrap_or_default()))
+            .collect();
+        let kafka = self.kafka.clone();
+        let cancel = self.shutdown.clone();
+        let started = Instant::now();
+        let (states, positions, records) = tokio::task::spawn_blocking(move || {
+            let mut reader = TopicReader::assign(&kafka, "oda-votes-restore", &plan)?;
+            let mut records = 0u64;
+            let mut bad = None;
+            reader.read_to_end(RESTORE_PATIENCE, &cancel, |message| {
+                records += 1;
+                let Some(state) = states.get_mut(&message.partition()) else {
+                    return;
+                };
+                let Some(key) = key_text(message) else {
+                    return;
+                };
+                if let Err(error) = state.restore(key, message.payload()) {
+                    bad.get_or_insert(error);
+                }
+            })?;
+            if let Some(error) = bad {
+                anyhow::bail!(error);
+            }
+            let positions = reader.positions()?;
+            anyhow::Ok((states, positions, records))
+        })
+        .await
+        .context("the restore thread")??;
+        for (p, state) in states {
+            self.owned.insert(p, state);
+        }
+        for ((_, p), at) in positions {
+            self.next.insert(p, at);
+        }
+        tracing::info!(
+            partitions = ?partitions,
+            records,
+            elapsed = ?started.elapsed(),
+            "Votes state restored from the changelog."
+        );
+        Ok(())
+    }
+
+    fn partition_count(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<i32> {
+        let probe: BaseConsumer<LogContext> = kafka
+            .consumer_config("oda-votes")
+            .create_with_context(LogContext)?;
+        let metadata = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let count = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        anyhow::ensure!(count > 0, "topic {topic} has no partitions");
+        Ok(i32::try_from(count)?)
+    }
+}
+
+impl Processor for Votes {
+    const NAME: &'static str = "oda-votes";
+    const METRICS_PORT: u16 = 9466;
+
+    fn inputs(settings: &Settings) -> Vec<String> {
+        let t = VoteTopics::new(&settings.kafka.topic_prefix);
+        vec![t.stemme, t.afstemning, t.repartition]
+    }
+
+    fn output_topic(settings: &Settings, _input: &str) -> String {
+        VoteTopics::new(&settings.kafka.topic_prefix).processed
+    }
+
+    fn output_topics(settings: &Settings) -> Vec<TopicSpec> {
+        let t = VoteTopics::new(&settings.kafka.topic_prefix);
+        vec![
+            TopicSpec::compacted(t.processed),
+            // Never compacted: one key (an Afstemning) carries many votes.
+            TopicSpec::retained(t.repartition, 7),
+            TopicSpec::compacted(t.changelog),
+        ]
+    }
+
+    async fn open(context: &Context) -> anyhow::Result<Self> {
+        let settings = &context.settings;
+        let topics = VoteTopics::new(&settings.kafka.topic_prefix);
+        let partitions = Self::partition_count(&settings.kafka, &topics.repartition)?;
+        let changelog = Self::partition_count(&settings.kafka, &topics.changelog)?;
+        anyhow::ensure!(
+            partitions == changelog,
+            "{} has {partitions} partitions and {} has {changelog}: they must match \
+             (a partition's state lives in the changelog partition of the same number)",
+            topics.repartition,
+            topics.changelog
+        );
+        let held = IntGauge::new(
+            "oda_cdc_votes_held",
+            "Votes counted for an Afstemning that has not arrived yet (held, not dropped).",
+        )?;
+        // The runner opens a new processor after a failure: one gauge serves all.
+        let _ = context.registry.register(Box::new(held.clone()));
+
+        let tables = Tables::default();
+        let decoder = Arc::new(Decoder::new(&settings.schema_registry)?);
+        let by_topic: HashMap<String, &'static str> = TABLE_SETS
+            .iter()
+            .map(|set| {
+                (
+                    topics::entity_topic(&settings.kafka.topic_prefix, set),
+                    *set,
+                )
+            })
+            .collect();
+        let names: Vec<String> = by_topic.keys().cloned().collect();
+        let reader = TopicReader::whole_topics(&settings.kafka, "oda-votes-tables", &names)?;
+        let follower = context.shutdown.child_token();
+        let runtime = tokio::runtime::Handle::current();
+        let shared = tables.clone();
+        reader
+            .follow("votes-tables", follower.clone(), move |message| {
+                let Some(set) = by_topic.get(message.topic()) else {
+                    return;
+                };
+                let event = match decode_blocking(&runtime, &decoder, message) {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::warn!(set, %error, "Table record skipped.");
+                        return;
+                    }
+                };
+                let id = event
+                    .as_ref()
+                    .map(|e| e.id)
+                    .or_else(|| key_text(message).and_then(|k| k.parse().ok()));
+                if let Some(id) = id {
+                    shared.apply(set, id, event.as_ref());
+                }
+            })
+            .await?;
+        tracing::info!(rows = tables.len(), "Vote tables loaded.");
+        Ok(Self {
+            topics,
+            kafka: settings.kafka.clone(),
+            partitions,
+            tables,
+            owned: HashMap::new(),
+            next: HashMap::new(),
+            dirty: BTreeSet::new(),
+            gone: BTreeSet::new(),
+            held,
+            shutdown: context.shutdown.clone(),
+            _follower: follower.drop_guard(),
+        })
+    }
+
+    /// The repartition topic holds this processor's own JSON records.
+    fn decodes(&self, topic: &str) -> bool {
+        topic != self.topics.repartition
+    }
+
+    fn process(&mut self, input: &Input<'_>) -> Result<Vec<Output>, ProcessError> {
+        if input.topic == self.topics.repartition {
+            self.count(input)
+        } else if input.topic == self.topics.stemme {
+            self.route_stemme(input)
+        } else if input.topic == self.topics.afstemning {
+            self.route_afstemning(input)
+        } else {
+            Err(ProcessError::Permanent(format!(
+                "oda-votes does not read {}",
+                input.topic
+            )))
+        }
+    }
+
+    async fn assigned(&mut self, partitions: &[(String, i32)]) -> anyhow::Result<()> {
+        let mine: BTreeSet<i32> = partitions
+            .iter()
+            .filter(|(topic, _)| *topic == self.topics.repartition)
+            .map(|(_, p)| *p)
+            .collect();
+        self.owned.retain(|p, _| mine.contains(p));
+        self.next.retain(|p, _| mine.contains(p));
+        self.dirty.retain(|(p, _)| mine.contains(p));
+        self.gone.clear();
+        self.restore(mine).await
+    }
+
+    fn flush(&mut self) -> Vec<Output> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let gone = std::mem::take(&mut self.gone);
+        let mut outputs = Vec::with_capacity(dirty.len());
+        for (partition, afstemning) in dirty {
+            let tally = self.owned.get(&partition).and_then(|s| s.tally(afstemning));
+            let key = afstemning.to_string();
+            match tally {
+                Some(
+                    tally @ Tally {
+                        division: Some(division),
+                        ..
+                    },
+                ) => {
+                    let document = Self::document(&self.tables, afstemning, tally, division);
+                    match Output::json(key, &document) {
+                        Ok(output) => outputs.push(output.to(&self.topics.processed)),
+                        Err(error) => tracing::error!(afstemning, %error, "Tally not written."),
+                    }
+                }
+                // A deleted division's tally is forgotten; held votes have
+                // none yet.
+                _ if gone.contains(&afstemning) => {
+                    outputs.push(Output::tombstone(key).to(&self.topics.processed));
+                }
+                _ => {}
+            }
+        }
+        let held: usize = self.owned.values().map(PartitionState::held_votes).sum();
+        self.held.set(i64::try_from(held).unwrap_or(i64::MAX));
+        outputs
+    }
+
+    fn committed(&mut self, written: &HashMap<(String, i32), i64>) {
+        for ((topic, partition), last) in written {
+            if *topic == self.topics.changelog {
+                self.next.insert(*partition, last + 1);
+            }
+        }
+    }
+}
