@@ -76,7 +76,10 @@ def self_test():
 
 
 if __name__ == "__main__":
-    if "--self-test" in sys.argv:
-        self_test()
-    else:
-        main()
+    try:
+        if "--self-test" in sys.argv:
+            self_test()
+        else:
+            main()
+    except (ValueError, yaml.YAMLError) as error:
+        sys.exit(f"check_files: {error}")

