@@ -2,6 +2,7 @@
 //! processors themselves. A processor implements [`Processor`]; its binary
 //! is `fn main() -> ExitCode { oda_consumers::main::<MyProcessor>() }`.
 
+pub mod changelog;
 pub mod dead_letter;
 pub mod decode;
 pub mod follow;

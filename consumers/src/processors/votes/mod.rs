@@ -30,30 +30,22 @@ pub mod tables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use oda_cdc_core::config::{KafkaSettings, Settings};
+use oda_cdc_core::config::Settings;
 use oda_cdc_core::event::{Op, headers};
-use oda_cdc_core::kafka::{LogContext, TopicSpec};
-use oda_cdc_core::shutdown::CancellationToken;
+use oda_cdc_core::kafka::TopicSpec;
 use oda_cdc_core::topics;
 use prometheus::IntGauge;
-use rdkafka::Offset;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::DropGuard;
 
 use self::state::{Division, PartitionState, Routed, Tally, Vote};
 use self::tables::{TABLE_SETS, Tables, VoteKind};
+use crate::changelog::{ChangelogStore, partition_count};
 use crate::decode::Decoder;
 use crate::follow::{TopicReader, decode_blocking, key_text};
 use crate::processor::{Context, Input, Output, ProcessError, Processor};
-
-/// How long a restore may wait for the changelog's end: longer than the
-/// transaction timeout, within which a dead writer's transaction ends.
-const RESTORE_PATIENCE: Duration = Duration::from_secs(120);
 
 /// The topics of one deployment.
 #[derive(Debug, Clone)]
@@ -80,21 +72,16 @@ impl VoteTopics {
 /// The processor.
 pub struct Votes {
     topics: VoteTopics,
-    kafka: KafkaSettings,
     /// Partitions of the repartition topic (and of the changelog).
     partitions: i32,
     tables: Tables,
     /// State of the repartition partitions this instance owns.
-    owned: HashMap<i32, PartitionState>,
-    /// Per owned partition, the changelog offset up to which `owned` holds
-    /// everything: a partition kept across a rebalance reads on from here.
-    next: HashMap<i32, i64>,
+    store: ChangelogStore<PartitionState>,
     /// Tallies a batch touched, emitted by `flush`.
     dirty: BTreeSet<(i32, i64)>,
     /// Afstemninger a batch deleted: their tally becomes a tombstone.
     gone: BTreeSet<i64>,
     held: IntGauge,
-    shutdown: CancellationToken,
     _follower: DropGuard,
 }
 
@@ -103,7 +90,7 @@ impl std::fmt::Debug for Votes {
         f.debug_struct("Votes")
             .field("topics", &self.topics)
             .field("partitions", &self.partitions)
-            .field("owned", &self.owned.keys().collect::<Vec<_>>())
+            .field("store", &self.store.topic())
             .finish()
     }
 }
@@ -228,7 +215,7 @@ impl Votes {
         let routed: Routed = serde_json::from_slice(value)
             .map_err(|e| ProcessError::Permanent(format!("not a repartitioned vote: {e}")))?;
         let partition = input.partition;
-        let Some(state) = self.owned.get_mut(&partition) else {
+        let Some(state) = self.store.get_mut(partition) else {
             // The runner hands over partitions before their records.
             return Err(ProcessError::Retryable(format!(
                 "partition {partition} of {} is not restored",
@@ -246,13 +233,7 @@ impl Votes {
         );
         Ok(changes
             .into_iter()
-            .map(|change| Output {
-                topic: Some(self.topics.changelog.clone()),
-                partition: Some(partition),
-                key: Some(change.key),
-                value: change.value,
-                headers: Vec::new(),
-            })
+            .map(|change| self.store.record(partition, change.key, change.value))
             .collect())
     }
 
@@ -306,78 +287,6 @@ impl Votes {
             "party_unresolved": without_party,
         })
     }
-
-    /// Rebuilds partitions from the changelog: new ones from the start,
-    /// kept ones from where this instance's state ends.
-    async fn restore(&mut self, partitions: BTreeSet<i32>) -> anyhow::Result<()> {
-        let plan: Vec<(String, i32, Offset)> = partitions
-            .iter()
-            .map(|&p| {
-                let from = self
-                    .next
-                    .get(&p)
-                    .map_or(Offset::Beginning, |&at| Offset::Offset(at));
-                (self.topics.changelog.clone(), p, from)
-            })
-            .collect();
-        let mut states: HashMap<i32, PartitionState> = partitions
-            .iter()
-            .map(|&p| (p, self.owned.remove(&p).unwrap_or_default()))
-            .collect();
-        let kafka = self.kafka.clone();
-        let cancel = self.shutdown.clone();
-        let started = Instant::now();
-        let (states, positions, records) = tokio::task::spawn_blocking(move || {
-            let mut reader = TopicReader::assign(&kafka, "oda-votes-restore", &plan)?;
-            let mut records = 0u64;
-            let mut bad = None;
-            reader.read_to_end(RESTORE_PATIENCE, &cancel, |message| {
-                records += 1;
-                let Some(state) = states.get_mut(&message.partition()) else {
-                    return;
-                };
-                let Some(key) = key_text(message) else {
-                    return;
-                };
-                if let Err(error) = state.restore(key, message.payload()) {
-                    bad.get_or_insert(error);
-                }
-            })?;
-            if let Some(error) = bad {
-                anyhow::bail!(error);
-            }
-            let positions = reader.positions()?;
-            anyhow::Ok((states, positions, records))
-        })
-        .await
-        .context("the restore thread")??;
-        for (p, state) in states {
-            self.owned.insert(p, state);
-        }
-        for ((_, p), at) in positions {
-            self.next.insert(p, at);
-        }
-        tracing::info!(
-            partitions = ?partitions,
-            records,
-            elapsed = ?started.elapsed(),
-            "Votes state restored from the changelog."
-        );
-        Ok(())
-    }
-
-    fn partition_count(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<i32> {
-        let probe: BaseConsumer<LogContext> = kafka
-            .consumer_config("oda-votes")
-            .create_with_context(LogContext)?;
-        let metadata = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let count = metadata
-            .topics()
-            .first()
-            .map_or(0, |t| t.partitions().len());
-        anyhow::ensure!(count > 0, "topic {topic} has no partitions");
-        Ok(i32::try_from(count)?)
-    }
 }
 
 impl Processor for Votes {
@@ -406,8 +315,8 @@ impl Processor for Votes {
     async fn open(context: &Context) -> anyhow::Result<Self> {
         let settings = &context.settings;
         let topics = VoteTopics::new(&settings.kafka.topic_prefix);
-        let partitions = Self::partition_count(&settings.kafka, &topics.repartition)?;
-        let changelog = Self::partition_count(&settings.kafka, &topics.changelog)?;
+        let partitions = partition_count(&settings.kafka, &topics.repartition)?;
+        let changelog = partition_count(&settings.kafka, &topics.changelog)?;
         anyhow::ensure!(
             partitions == changelog,
             "{} has {partitions} partitions and {} has {changelog}: they must match \
@@ -461,16 +370,17 @@ impl Processor for Votes {
             .await?;
         tracing::info!(rows = tables.len(), "Vote tables loaded.");
         Ok(Self {
+            store: ChangelogStore::new(
+                &settings.kafka,
+                &topics.changelog,
+                context.shutdown.clone(),
+            ),
             topics,
-            kafka: settings.kafka.clone(),
             partitions,
             tables,
-            owned: HashMap::new(),
-            next: HashMap::new(),
             dirty: BTreeSet::new(),
             gone: BTreeSet::new(),
             held,
-            shutdown: context.shutdown.clone(),
             _follower: follower.drop_guard(),
         })
     }
@@ -501,11 +411,9 @@ impl Processor for Votes {
             .filter(|(topic, _)| *topic == self.topics.repartition)
             .map(|(_, p)| *p)
             .collect();
-        self.owned.retain(|p, _| mine.contains(p));
-        self.next.retain(|p, _| mine.contains(p));
         self.dirty.retain(|(p, _)| mine.contains(p));
         self.gone.clear();
-        self.restore(mine).await
+        self.store.assign(mine).await
     }
 
     fn flush(&mut self) -> Vec<Output> {
@@ -513,7 +421,7 @@ impl Processor for Votes {
         let gone = std::mem::take(&mut self.gone);
         let mut outputs = Vec::with_capacity(dirty.len());
         for (partition, afstemning) in dirty {
-            let tally = self.owned.get(&partition).and_then(|s| s.tally(afstemning));
+            let tally = self.store.get(partition).and_then(|s| s.tally(afstemning));
             let key = afstemning.to_string();
             match tally {
                 Some(
@@ -536,16 +444,12 @@ impl Processor for Votes {
                 _ => {}
             }
         }
-        let held: usize = self.owned.values().map(PartitionState::held_votes).sum();
+        let held: usize = self.store.states().map(PartitionState::held_votes).sum();
         self.held.set(i64::try_from(held).unwrap_or(i64::MAX));
         outputs
     }
 
     fn committed(&mut self, written: &HashMap<(String, i32), i64>) {
-        for ((topic, partition), last) in written {
-            if *topic == self.topics.changelog {
-                self.next.insert(*partition, last + 1);
-            }
-        }
+        self.store.committed(written);
     }
 }

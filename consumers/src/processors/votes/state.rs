@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::changelog::{BadChange, PartitionState as ChangelogState};
+
 /// The fields of an Afstemning a tally shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Division {
@@ -96,14 +98,6 @@ impl Change {
     }
 }
 
-/// Why a changelog record could not be applied.
-#[derive(Debug, thiserror::Error)]
-#[error("votes changelog record `{key}`: {reason}")]
-pub struct BadChange {
-    pub key: String,
-    pub reason: String,
-}
-
 /// One Afstemning's state: its row once it arrived, its votes meanwhile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -180,8 +174,22 @@ impl PartitionState {
         }
     }
 
-    /// Applies one changelog record while restoring.
-    pub fn restore(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), BadChange> {
+    pub fn tally(&self, afstemning: i64) -> Option<&Tally> {
+        self.tallies.get(&afstemning)
+    }
+
+    /// Votes held for Afstemninger that have not arrived (yet).
+    pub fn held_votes(&self) -> usize {
+        self.tallies
+            .values()
+            .filter(|t| t.division.is_none())
+            .map(|t| t.votes.len())
+            .sum()
+    }
+}
+
+impl ChangelogState for PartitionState {
+    fn restore(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), BadChange> {
         let bad = |reason: String| BadChange {
             key: key.to_owned(),
             reason,
@@ -213,19 +221,6 @@ impl PartitionState {
         };
         self.apply(routed);
         Ok(())
-    }
-
-    pub fn tally(&self, afstemning: i64) -> Option<&Tally> {
-        self.tallies.get(&afstemning)
-    }
-
-    /// Votes held for Afstemninger that have not arrived (yet).
-    pub fn held_votes(&self) -> usize {
-        self.tallies
-            .values()
-            .filter(|t| t.division.is_none())
-            .map(|t| t.votes.len())
-            .sum()
     }
 }
 
