@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # One image for every oda-cdc binary: oda-producer (the default entrypoint),
-# oda-normalize, oda-votes, oda-passthrough, oda-replay and oda-sim. Pick
-# another one with `--entrypoint` (docker) or `command:` (Kubernetes, compose).
+# oda-normalize, oda-votes, oda-history, oda-passthrough, oda-replay and
+# oda-sim. Pick another one with `--entrypoint` (docker) or `command:` (Kubernetes, compose).
 #
 #   docker build -t oda-cdc .
 #   docker run --rm -e KAFKA_BROKERS=kafka:9092 -e METRICS_ADDR=0.0.0.0:9464 oda-cdc
@@ -33,7 +33,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p oda-producer -p oda-consumers -p oda-sim \
  && mkdir -p /out \
  && cp target/release/oda-producer target/release/oda-normalize \
-       target/release/oda-votes target/release/oda-passthrough \
+       target/release/oda-votes target/release/oda-history target/release/oda-passthrough \
        target/release/oda-replay target/release/oda-sim /out/
 
 # --- runtime ---------------------------------------------------------------
@@ -58,10 +58,10 @@ COPY --from=builder /out/ /usr/local/bin/
 USER 10001:10001
 
 # Admin ports (/metrics, /healthz, /readyz): oda-producer 9464,
-# oda-normalize 9465, oda-votes 9466, oda-passthrough 9467. Each binary
-# listens on 127.0.0.1 unless METRICS_ADDR says otherwise: set
+# oda-normalize 9465, oda-votes 9466, oda-passthrough 9467, oda-history
+# 9468. Each binary listens on 127.0.0.1 unless METRICS_ADDR says otherwise: set
 # METRICS_ADDR=0.0.0.0:<port> in a container.
-EXPOSE 9464 9465 9466 9467
+EXPOSE 9464 9465 9466 9467 9468
 
 # ADMIN_PORT tells the health check which admin port this container's
 # binary serves (set it with METRICS_ADDR for the processors). The shell

@@ -3,6 +3,7 @@
 mod dead_letters;
 mod exactly_once;
 mod harness;
+mod history;
 mod normalize;
 mod observability;
 mod rebalance;

@@ -57,6 +57,17 @@ impl TopicSpec {
         )
     }
 
+    /// A log kept for good (a history): deleted by nobody, compacted never.
+    pub fn kept(name: impl Into<String>) -> Self {
+        Self::new(
+            name,
+            &[
+                ("cleanup.policy", "delete".to_owned()),
+                ("retention.ms", "-1".to_owned()),
+            ],
+        )
+    }
+
     pub fn with_partitions(mut self, partitions: i32) -> Self {
         self.partitions = partitions;
         self
