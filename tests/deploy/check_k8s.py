@@ -17,10 +17,13 @@ and what it renders is checked:
   renders (kustomize itself refuses a strategic-merge patch for a missing
   resource, but silently skips a patch or image whose target matches none);
 - the KafkaTopics are exactly SPEC §3's entity topics of the entity model,
-  their processed topics, and the producer's own topics;
-- base/hpa-oda-normalize.yaml and base/secret.yaml, on purpose in no
-  kustomization, validate too, and every other file under deploy/k8s is
-  used by a kustomization.
+  their processed topics, the producer's own topics, and the topics of the
+  processors with partitioned state (named as the code names them: the
+  output, the repartition topic never compacted, the compacted changelog
+  with as many partitions as the repartition topic);
+- base/hpa-*.yaml and base/secret.yaml, on purpose in no kustomization,
+  validate too (the HPAs in place of the ScaledObjects), and every other
+  file under deploy/k8s is used by a kustomization.
 
     python tests/deploy/check_k8s.py KUSTOMIZE [--self-test]
 
@@ -46,7 +49,8 @@ K8S = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.33.0"
 KUSTOMIZATIONS = ["base", "base/topics", "overlays/dev", "overlays/prod"]
 # In no kustomization on purpose (see base/kustomization.yaml).
-UNLISTED = ["base/hpa-oda-normalize.yaml", "base/secret.yaml"]
+HPAS = ["base/hpa-oda-normalize.yaml", "base/hpa-oda-votes.yaml"]
+UNLISTED = [*HPAS, "base/secret.yaml"]
 CUSTOM = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "KafkaTopic"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass"}
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
@@ -345,24 +349,68 @@ def slug(name):
     return name.lower().replace("æ", "ae").replace("ø", "oe").replace("å", "aa")
 
 
+PREFIX = "parliament"
+# Processors with several inputs and state partitioned over Kafka, by
+# binary. As the code names their topics (core/src/topics.rs
+# named_processed_topic; VoteTopics in consumers/src/processors/votes/mod.rs):
+# `oda-<name>` writes `<prefix>-<name>-processed` and keeps its state in
+# `<prefix>-<name>-repartition` (inputs re-keyed; cleanup.policy=delete,
+# 7 days: one key carries many records) and `<prefix>-<name>-changelog`
+# (compacted), whose partitions must match the repartition topic's: a
+# partition's state lives in the changelog partition of the same number.
+STATEFUL_PROCESSORS = ["oda-votes"]
+REPARTITION_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
+
+
+def stateful_topics(binary):
+    name = binary.removeprefix("oda-")
+    return {kind: f"{PREFIX}-{name}-{kind}" for kind in ("processed", "repartition", "changelog")}
+
+
 def check_topics(docs):
     model = json.loads((ROOT / "schemas" / "oda-metadata.json").read_text(encoding="utf-8"))
     views = {"Aktstykke", "Almdel", "Debat", "EUsag", "Forslag", "Sambehandlinger"}
-    entities = {f"parliament-{slug(s['entity'])}" for s in model if s["entity"] not in views}
+    entities = {f"{PREFIX}-{slug(s['entity'])}" for s in model if s["entity"] not in views}
     topics = {d["metadata"]["name"]: d for d in docs if d["kind"] == "KafkaTopic"}
     classes = {n: (d["metadata"].get("labels") or {}).get("oda-cdc/topic-class") for n, d in topics.items()}
     entity_topics = {n for n, c in classes.items() if c == "entity"}
     if entity_topics != entities:
         raise Invalid(f"entity KafkaTopics differ from the model: missing {sorted(entities - entity_topics)}, extra {sorted(entity_topics - entities)}")
+    binaries = image_binaries()
+    stateful = {}
+    for binary in STATEFUL_PROCESSORS:
+        if binary not in binaries:
+            raise Invalid(f"{binary}: the image has no such binary ({', '.join(sorted(binaries))})")
+        stateful[binary] = stateful_topics(binary)
     processed = {n for n, c in classes.items() if c == "processed"}
-    if processed != {f"{t}-processed" for t in entities}:
-        raise Invalid("processed KafkaTopics are not one per entity topic")
-    for needed in ("parliament-dlq", "parliament-cdc-checkpoints", "parliament-cdc-state", "parliament-cdc-signals", "parliament-replay-log"):
+    wanted = {f"{t}-processed" for t in entities} | {t["processed"] for t in stateful.values()}
+    if processed != wanted:
+        raise Invalid(f"processed KafkaTopics are not one per entity topic and one per stateful processor: missing {sorted(wanted - processed)}, extra {sorted(processed - wanted)}")
+    internal = {f"{PREFIX}-{t}" for t in ("dlq", "cdc-checkpoints", "cdc-state", "cdc-signals", "replay-log")}
+    for needed in sorted(internal):
         if needed not in topics:
             raise Invalid(f"no KafkaTopic {needed}")
     for name in entity_topics | processed:
         if topics[name]["spec"]["config"]["cleanup.policy"] != "compact":
-            raise Invalid(f"KafkaTopic {name}: an entity topic that is not compacted")
+            raise Invalid(f"KafkaTopic {name}: an entity or processed topic that is not compacted")
+    for binary, named in stateful.items():
+        for kind in ("repartition", "changelog"):
+            if named[kind] not in topics:
+                raise Invalid(f"no KafkaTopic {named[kind]} ({binary}'s {kind} topic)")
+        repartition, changelog = topics[named["repartition"]]["spec"], topics[named["changelog"]]["spec"]
+        config = repartition.get("config") or {}
+        if "compact" in str(config.get("cleanup.policy")):
+            raise Invalid(f"KafkaTopic {named['repartition']}: compacted, but one key carries many records (cleanup.policy=delete)")
+        if str(config.get("retention.ms")) != str(REPARTITION_RETENTION_MS):
+            raise Invalid(f"KafkaTopic {named['repartition']}: retention.ms {config.get('retention.ms')}, not 7 days")
+        if (changelog.get("config") or {}).get("cleanup.policy") != "compact":
+            raise Invalid(f"KafkaTopic {named['changelog']}: a changelog that is not compacted")
+        if repartition["partitions"] != changelog["partitions"]:
+            raise Invalid(f"KafkaTopics {named['repartition']} ({repartition['partitions']} partitions) and {named['changelog']} ({changelog['partitions']}): {binary} needs as many partitions on both")
+    expected = entities | processed | internal | {t for named in stateful.values() for t in named.values()}
+    unexpected = sorted(set(topics) - expected)
+    if unexpected:
+        raise Invalid(f"KafkaTopics no oda-cdc component uses: {', '.join(unexpected)}")
     return len(topics)
 
 
@@ -382,9 +430,10 @@ def check_tree(kustomize, tree, only=None):
         for rel, docs in unlisted.items():
             for doc in docs:
                 check_document(doc, f"{rel}: {name_of(doc)}")
-        # The HPA replaces the base's ScaledObject: check it in its place.
+        # The HPAs replace the base's ScaledObjects: check them in their place.
         base = [d for d in rendered["base"] if d["kind"] != "ScaledObject"]
-        check_references(base + unlisted["base/hpa-oda-normalize.yaml"], secrets, "base + hpa-oda-normalize.yaml")
+        hpas = [d for rel in HPAS for d in unlisted[rel]]
+        check_references(base + hpas, secrets, "base + " + " + ".join(pathlib.Path(h).name for h in HPAS))
         check_coverage(tree)
     if "base/topics" in rendered:
         counts["topics"] = check_topics(rendered["base/topics"])
@@ -419,6 +468,10 @@ def self_test(kustomize):
 
     def topics(change):
         return "base/topics", lambda tree: edit_yaml(kustomization_file(tree / "base/topics"), lambda d: change(d[0]))
+
+    def votes_topics(change):
+        path = "base/topics/votes-topics.yaml"
+        return "base/topics", lambda tree: edit_yaml(tree / path, lambda docs: change({d["metadata"]["name"]: d for d in docs}))
 
     def rename_patched_deployment(tree):
         edit_yaml(tree / "overlays/dev/resources.yaml", lambda d: d[0]["metadata"].update(name="oda-producr"))
@@ -457,6 +510,12 @@ def self_test(kustomize):
             k, "ConfigMap", "oda-cdc-config", [{"op": "replace", "path": "/data/oda-cdc.toml", "value": "format = avro\n"}])),
         "a topic policy without replicas": topics(drop_topic_replicas),
         "topics without their Strimzi cluster": topics(lambda k: k.pop("labels")),
+        "a compacted repartition topic": votes_topics(
+            lambda t: t["parliament-votes-repartition"]["spec"]["config"].update({"cleanup.policy": "compact"})),
+        "a changelog with more partitions than its repartition topic": votes_topics(
+            lambda t: t["parliament-votes-changelog"]["spec"].update(partitions=12)),
+        "a state topic named unlike the code names it": votes_topics(
+            lambda t: t["parliament-votes-changelog"]["metadata"].update(name="parliament-votes-state")),
     }
     for what, (rel, breaks) in cases.items():
         with tempfile.TemporaryDirectory() as scratch:
