@@ -19,8 +19,11 @@ and what it renders is checked:
 - the KafkaTopics are exactly SPEC §3's entity topics of the entity model,
   their processed topics, the producer's own topics, and the topics of the
   processors with partitioned state (named as the code names them: the
-  output, the repartition topic never compacted, the compacted changelog
-  with as many partitions as the repartition topic);
+  output, compacted or kept for good; the repartition topic never
+  compacted; the compacted changelog with as many partitions as the
+  repartition topic, or at least as many as each input topic of a
+  processor whose state follows its inputs' partitions, the inputs being
+  the code's defaults unless the rendered config chooses `entities`);
 - base/hpa-*.yaml and base/secret.yaml, on purpose in no kustomization,
   validate too (the HPAs in place of the ScaledObjects), and every other
   file under deploy/k8s is used by a kustomization.
@@ -49,7 +52,7 @@ K8S = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.33.0"
 KUSTOMIZATIONS = ["base", "base/topics", "overlays/dev", "overlays/prod"]
 # In no kustomization on purpose (see base/kustomization.yaml).
-HPAS = ["base/hpa-oda-normalize.yaml", "base/hpa-oda-votes.yaml"]
+HPAS = ["base/hpa-oda-normalize.yaml", "base/hpa-oda-votes.yaml", "base/hpa-oda-history.yaml"]
 UNLISTED = [*HPAS, "base/secret.yaml"]
 CUSTOM = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "KafkaTopic"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass"}
@@ -352,25 +355,97 @@ def slug(name):
 PREFIX = "parliament"
 # Processors with several inputs and state partitioned over Kafka, by
 # binary. As the code names their topics (core/src/topics.rs
-# named_processed_topic; VoteTopics in consumers/src/processors/votes/mod.rs):
-# `oda-<name>` writes `<prefix>-<name>-processed` and keeps its state in
-# `<prefix>-<name>-repartition` (inputs re-keyed; cleanup.policy=delete,
-# 7 days: one key carries many records) and `<prefix>-<name>-changelog`
-# (compacted), whose partitions must match the repartition topic's: a
-# partition's state lives in the changelog partition of the same number.
-STATEFUL_PROCESSORS = ["oda-votes"]
+# named_processed_topic; VoteTopics in consumers/src/processors/votes/mod.rs;
+# changelog_topic in consumers/src/processors/history.rs): `oda-<name>`
+# writes `<prefix>-<name>-processed` and keeps its state in
+# `<prefix>-<name>-<kind>` for each kind of state topic it has:
+# - `output`: the topic class of its output: `processed` (compacted, one
+#   document per key: the `processed` patch of base/topics) or `kept` (one
+#   key carries many records, so never compacted, and kept for good:
+#   cleanup.policy=delete, retention.ms=-1, as TopicSpec::kept makes it);
+# - `repartition` (inputs re-keyed; cleanup.policy=delete, 7 days: one key
+#   carries many records), whose partitions the changelog's must match: a
+#   partition's state lives in the changelog partition of the same number;
+# - `changelog` (compacted) alone: the state of input partition p lives in
+#   changelog partition p, so the changelog needs at least as many
+#   partitions as every input topic (`inputs`: the source file whose
+#   DEFAULT_ENTITIES it follows unless `entities` is configured).
+STATEFUL_PROCESSORS = {
+    "oda-votes": {"output": "processed", "state": ("repartition", "changelog")},
+    "oda-history": {
+        "output": "kept",
+        "state": ("changelog",),
+        "inputs": ROOT / "consumers" / "src" / "processors" / "history.rs",
+    },
+}
 REPARTITION_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
 
 
 def stateful_topics(binary):
     name = binary.removeprefix("oda-")
-    return {kind: f"{PREFIX}-{name}-{kind}" for kind in ("processed", "repartition", "changelog")}
+    kinds = ("processed", *STATEFUL_PROCESSORS[binary]["state"])
+    return {kind: f"{PREFIX}-{name}-{kind}" for kind in kinds}
+
+
+def default_entities(source):
+    """A processor's DEFAULT_ENTITIES, read from its source: the sets it
+    follows when `entities` is not configured."""
+    text = source.read_text(encoding="utf-8")
+    found = re.search(r"DEFAULT_ENTITIES\s*:\s*&\[&str\]\s*=\s*&\[([^\]]*)\]", text)
+    if not found:
+        raise Invalid(f"{source.relative_to(ROOT)}: no DEFAULT_ENTITIES to derive the inputs from")
+    names = re.findall(r'"([^"]+)"', found.group(1))
+    if not names:
+        raise Invalid(f"{source.relative_to(ROOT)}: DEFAULT_ENTITIES names no entity set")
+    return names
+
+
+def configured_entities(docs, binary):
+    """`entities` as `binary` reads it in a rendering: its container's
+    ODA_CDC_ENTITIES, else `entities` of the oda-cdc.toml it mounts; None
+    when neither is set (or the rendering has no such workload)."""
+    workload = next((d for d in docs if d["kind"] in WORKLOADS and d["metadata"]["name"] == binary), None)
+    if workload is None:
+        return None
+    pod = workload["spec"]["template"]["spec"]
+    container = next((c for c in pod["containers"] if c["name"] == binary), pod["containers"][0])
+    for env in container.get("env") or []:
+        if env["name"] == "ODA_CDC_ENTITIES" and "value" in env:
+            # A list key from the environment: comma-separated (core/src/config/layers.rs).
+            return [e.strip() for e in env["value"].split(",") if e.strip()]
+    for volume in pod.get("volumes") or []:
+        name = get(volume, "configMap.name")
+        config = next((d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name), None)
+        data = get(config, "data") or {}
+        if "oda-cdc.toml" in data:
+            entities = tomllib.loads(data["oda-cdc.toml"]).get("entities")
+            if entities is not None:
+                return list(entities)
+    return None
+
+
+def input_topics(binary, docs, model_entities):
+    """The entity topics `binary` reads, as its `inputs` derives them: the
+    configured `entities` (matched case-insensitively, as the code does),
+    else its defaults."""
+    chosen = configured_entities(docs, binary)
+    if chosen is None:
+        chosen = default_entities(STATEFUL_PROCESSORS[binary]["inputs"])
+    by_lower = {e.lower(): e for e in model_entities}
+    topics = {}
+    for name in chosen:
+        entity = by_lower.get(name.lower())
+        if entity is None:
+            raise Invalid(f"{binary} follows {name!r}, which is no captured entity set of the model")
+        topics[f"{PREFIX}-{slug(entity)}"] = entity
+    return topics
 
 
 def check_topics(docs):
     model = json.loads((ROOT / "schemas" / "oda-metadata.json").read_text(encoding="utf-8"))
     views = {"Aktstykke", "Almdel", "Debat", "EUsag", "Forslag", "Sambehandlinger"}
-    entities = {f"{PREFIX}-{slug(s['entity'])}" for s in model if s["entity"] not in views}
+    model_entities = [s["entity"] for s in model if s["entity"] not in views]
+    entities = {f"{PREFIX}-{slug(e)}" for e in model_entities}
     topics = {d["metadata"]["name"]: d for d in docs if d["kind"] == "KafkaTopic"}
     classes = {n: (d["metadata"].get("labels") or {}).get("oda-cdc/topic-class") for n, d in topics.items()}
     entity_topics = {n for n, c in classes.items() if c == "entity"}
@@ -382,10 +457,14 @@ def check_topics(docs):
         if binary not in binaries:
             raise Invalid(f"{binary}: the image has no such binary ({', '.join(sorted(binaries))})")
         stateful[binary] = stateful_topics(binary)
+    outputs = {cls: {stateful[b]["processed"] for b, p in STATEFUL_PROCESSORS.items() if p["output"] == cls} for cls in ("processed", "kept")}
     processed = {n for n, c in classes.items() if c == "processed"}
-    wanted = {f"{t}-processed" for t in entities} | {t["processed"] for t in stateful.values()}
+    wanted = {f"{t}-processed" for t in entities} | outputs["processed"]
     if processed != wanted:
-        raise Invalid(f"processed KafkaTopics are not one per entity topic and one per stateful processor: missing {sorted(wanted - processed)}, extra {sorted(processed - wanted)}")
+        raise Invalid(f"processed KafkaTopics are not one per entity topic and one per stateful processor with a compacted output: missing {sorted(wanted - processed)}, extra {sorted(processed - wanted)}")
+    kept = {n for n, c in classes.items() if c == "kept"}
+    if kept != outputs["kept"]:
+        raise Invalid(f"kept KafkaTopics are not the outputs of the processors that keep them: missing {sorted(outputs['kept'] - kept)}, extra {sorted(kept - outputs['kept'])}")
     internal = {f"{PREFIX}-{t}" for t in ("dlq", "cdc-checkpoints", "cdc-state", "cdc-signals", "replay-log")}
     for needed in sorted(internal):
         if needed not in topics:
@@ -393,21 +472,38 @@ def check_topics(docs):
     for name in entity_topics | processed:
         if topics[name]["spec"]["config"]["cleanup.policy"] != "compact":
             raise Invalid(f"KafkaTopic {name}: an entity or processed topic that is not compacted")
+    for name in kept:
+        config = topics[name]["spec"].get("config") or {}
+        if config.get("cleanup.policy") != "delete":
+            raise Invalid(f"KafkaTopic {name}: cleanup.policy {config.get('cleanup.policy')}, but one key carries a record's whole history (cleanup.policy=delete)")
+        if str(config.get("retention.ms")) != "-1":
+            raise Invalid(f"KafkaTopic {name}: retention.ms {config.get('retention.ms')}: a history nothing can rebuild must be kept for good (-1)")
+        if str(config.get("retention.bytes", -1)) != "-1":
+            raise Invalid(f"KafkaTopic {name}: retention.bytes {config['retention.bytes']} would delete history once the topic is that large")
     for binary, named in stateful.items():
-        for kind in ("repartition", "changelog"):
+        state = STATEFUL_PROCESSORS[binary]["state"]
+        for kind in state:
             if named[kind] not in topics:
                 raise Invalid(f"no KafkaTopic {named[kind]} ({binary}'s {kind} topic)")
-        repartition, changelog = topics[named["repartition"]]["spec"], topics[named["changelog"]]["spec"]
-        config = repartition.get("config") or {}
-        if "compact" in str(config.get("cleanup.policy")):
-            raise Invalid(f"KafkaTopic {named['repartition']}: compacted, but one key carries many records (cleanup.policy=delete)")
-        if str(config.get("retention.ms")) != str(REPARTITION_RETENTION_MS):
-            raise Invalid(f"KafkaTopic {named['repartition']}: retention.ms {config.get('retention.ms')}, not 7 days")
+        changelog = topics[named["changelog"]]["spec"]
         if (changelog.get("config") or {}).get("cleanup.policy") != "compact":
             raise Invalid(f"KafkaTopic {named['changelog']}: a changelog that is not compacted")
-        if repartition["partitions"] != changelog["partitions"]:
-            raise Invalid(f"KafkaTopics {named['repartition']} ({repartition['partitions']} partitions) and {named['changelog']} ({changelog['partitions']}): {binary} needs as many partitions on both")
-    expected = entities | processed | internal | {t for named in stateful.values() for t in named.values()}
+        if "repartition" in state:
+            repartition = topics[named["repartition"]]["spec"]
+            config = repartition.get("config") or {}
+            if "compact" in str(config.get("cleanup.policy")):
+                raise Invalid(f"KafkaTopic {named['repartition']}: compacted, but one key carries many records (cleanup.policy=delete)")
+            if str(config.get("retention.ms")) != str(REPARTITION_RETENTION_MS):
+                raise Invalid(f"KafkaTopic {named['repartition']}: retention.ms {config.get('retention.ms')}, not 7 days")
+            if repartition["partitions"] != changelog["partitions"]:
+                raise Invalid(f"KafkaTopics {named['repartition']} ({repartition['partitions']} partitions) and {named['changelog']} ({changelog['partitions']}): {binary} needs as many partitions on both")
+        if "inputs" in STATEFUL_PROCESSORS[binary]:
+            for topic, entity in sorted(input_topics(binary, docs, model_entities).items()):
+                if topic not in topics:
+                    raise Invalid(f"{binary} reads {topic} ({entity}), which has no KafkaTopic")
+                if topics[topic]["spec"]["partitions"] > changelog["partitions"]:
+                    raise Invalid(f"KafkaTopics {topic} ({topics[topic]['spec']['partitions']} partitions) and {named['changelog']} ({changelog['partitions']}): {binary} needs a changelog partition for each partition of its inputs")
+    expected = entities | processed | kept | internal | {t for named in stateful.values() for t in named.values()}
     unexpected = sorted(set(topics) - expected)
     if unexpected:
         raise Invalid(f"KafkaTopics no oda-cdc component uses: {', '.join(unexpected)}")
@@ -437,6 +533,10 @@ def check_tree(kustomize, tree, only=None):
         check_coverage(tree)
     if "base/topics" in rendered:
         counts["topics"] = check_topics(rendered["base/topics"])
+    # The prod overlay renders the topics with the workloads and their
+    # config, which may choose the inputs (`entities`) of a processor.
+    if "overlays/prod" in rendered:
+        check_topics(rendered["overlays/prod"])
     return counts
 
 
@@ -472,6 +572,19 @@ def self_test(kustomize):
     def votes_topics(change):
         path = "base/topics/votes-topics.yaml"
         return "base/topics", lambda tree: edit_yaml(tree / path, lambda docs: change({d["metadata"]["name"]: d for d in docs}))
+
+    def history_topics(change):
+        path = "base/topics/history-topics.yaml"
+        return "base/topics", lambda tree: edit_yaml(tree / path, lambda docs: change({d["metadata"]["name"]: d for d in docs}))
+
+    def history_follows(entities, *patches):
+        """The prod overlay with `entities` in its config, and patches."""
+        def breaks(tree):
+            def prepend(docs):
+                docs[0]["data"]["oda-cdc.toml"] = f"entities = {json.dumps(entities)}\n" + docs[0]["data"]["oda-cdc.toml"]
+            edit_yaml(tree / "overlays/prod/config.yaml", prepend)
+            edit_yaml(kustomization_file(tree / "overlays/prod"), lambda d: [add_patch(d[0], *p) for p in patches])
+        return "overlays/prod", breaks
 
     def rename_patched_deployment(tree):
         edit_yaml(tree / "overlays/dev/resources.yaml", lambda d: d[0]["metadata"].update(name="oda-producr"))
@@ -516,6 +629,19 @@ def self_test(kustomize):
             lambda t: t["parliament-votes-changelog"]["spec"].update(partitions=12)),
         "a state topic named unlike the code names it": votes_topics(
             lambda t: t["parliament-votes-changelog"]["metadata"].update(name="parliament-votes-state")),
+        "a compacted history": history_topics(
+            lambda t: t["parliament-history-processed"]["spec"]["config"].update({"cleanup.policy": "compact"})),
+        "a history kept 7 days": history_topics(
+            lambda t: t["parliament-history-processed"]["spec"]["config"].update({"retention.ms": 604800000})),
+        "a history changelog with fewer partitions than the entity topics": history_topics(
+            lambda t: t["parliament-history-changelog"]["spec"].update(partitions=3)),
+        "a history changelog that is not compacted": history_topics(
+            lambda t: t["parliament-history-changelog"]["spec"]["config"].update({"cleanup.policy": "delete"})),
+        "oda-history following an entity set the model lacks": prod(lambda k: add_patch(
+            k, "StatefulSet", "oda-history", [{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+                                               "value": {"name": "ODA_CDC_ENTITIES", "value": "Sag, Lovforslag"}}])),
+        "oda-history following (by config) a topic with more partitions than its changelog": history_follows(
+            ["Sag", "Stemme"], ("KafkaTopic", "parliament-stemme", [{"op": "replace", "path": "/spec/partitions", "value": 12}])),
     }
     for what, (rel, breaks) in cases.items():
         with tempfile.TemporaryDirectory() as scratch:

