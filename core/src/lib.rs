@@ -13,6 +13,7 @@ pub mod event;
 pub mod hash;
 pub mod health;
 pub mod kafka;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod oda;

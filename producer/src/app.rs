@@ -101,6 +101,9 @@ pub fn topic_specs(settings: &Settings, plans: &[EntityPlan]) -> Vec<TopicSpec> 
     specs
 }
 
+/// How often freed heap goes back to the system.
+const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(15);
+
 /// Runs the service until `shutdown`.
 pub async fn run(
     settings: Settings,
@@ -116,6 +119,9 @@ pub async fn run(
     let addr = admin::address(settings.metrics.addr, METRICS_PORT);
     let admin_server =
         admin::serve(addr, registry.clone(), health.clone(), shutdown.clone()).await?;
+
+    // Snapshots leave freed memory in glibc's arenas (core::memory).
+    oda_cdc_core::memory::trim_periodically(MEMORY_TRIM_INTERVAL, shutdown.clone());
 
     let plans = entity_plans(&settings)?;
     let entities: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();

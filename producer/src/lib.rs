@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod committer;
 pub mod encode;
+pub mod id_table;
 pub mod keyset;
 pub mod metadata;
 pub mod metrics;

@@ -2,11 +2,14 @@
 //! in memory: the content hash decides "skip" (unchanged) and the presence
 //! of an id decides `c` or `u`.
 //!
-//! Only the first 64 bits of each SHA-256 are held, so every entity at
-//! ODA's full size (about three million ids) fits in a few tens of MiB; a
-//! false "unchanged" would need a 64-bit collision.
+//! Only the first 64 bits of each SHA-256 are held, in a dense table
+//! ([`IdTable`], 12 bytes an id), so every entity at ODA's full size (about
+//! three million ids) takes about 36 MiB; a false "unchanged" would need a
+//! 64-bit collision.
 
 use std::collections::HashMap;
+
+use crate::id_table::IdTable;
 
 /// The remembered part of a content hash.
 pub type HashPrefix = u64;
@@ -19,7 +22,7 @@ pub fn prefix(hex: &str) -> Option<HashPrefix> {
 /// Published state of every id of every entity.
 #[derive(Debug, Default)]
 pub struct IdState {
-    entities: HashMap<String, HashMap<i64, HashPrefix>>,
+    entities: HashMap<String, IdTable>,
 }
 
 /// What publishing a record amounts to.
@@ -50,9 +53,9 @@ impl IdState {
     }
 
     pub fn decide(&self, entity: &str, id: i64, hash: &str) -> Decision {
-        match self.entities.get(entity).and_then(|m| m.get(&id)) {
+        match self.entities.get(entity).and_then(|m| m.get(id)) {
             None => Decision::New,
-            Some(old) if Some(*old) == prefix(hash) => Decision::Unchanged,
+            Some(old) if Some(old) == prefix(hash) => Decision::Unchanged,
             Some(_) => Decision::Changed,
         }
     }
@@ -60,7 +63,7 @@ impl IdState {
     pub fn contains(&self, entity: &str, id: i64) -> bool {
         self.entities
             .get(entity)
-            .is_some_and(|m| m.contains_key(&id))
+            .is_some_and(|m| m.get(id).is_some())
     }
 
     pub fn set(&mut self, entity: &str, id: i64, hash: &str) {
@@ -74,27 +77,24 @@ impl IdState {
 
     pub fn remove(&mut self, entity: &str, id: i64) {
         if let Some(m) = self.entities.get_mut(entity) {
-            m.remove(&id);
+            m.remove(id);
         }
     }
 
     /// Every id published for an entity (for delete detection).
     pub fn ids(&self, entity: &str) -> Vec<i64> {
-        let mut ids: Vec<i64> = self
-            .entities
+        self.entities
             .get(entity)
-            .map(|m| m.keys().copied().collect())
-            .unwrap_or_default();
-        ids.sort_unstable();
-        ids
+            .map(IdTable::ids)
+            .unwrap_or_default()
     }
 
     pub fn len(&self, entity: &str) -> usize {
-        self.entities.get(entity).map_or(0, HashMap::len)
+        self.entities.get(entity).map_or(0, IdTable::len)
     }
 
     pub fn total(&self) -> usize {
-        self.entities.values().map(HashMap::len).sum()
+        self.entities.values().map(IdTable::len).sum()
     }
 }
 
