@@ -87,6 +87,11 @@ impl<S: PartitionState> ChangelogStore<S> {
         self.owned.values()
     }
 
+    /// Owned partitions and their state.
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &S)> {
+        self.owned.iter().map(|(p, s)| (*p, s))
+    }
+
     /// A changelog record for partition `partition`.
     pub fn record(&self, partition: i32, key: String, value: Option<Vec<u8>>) -> Output {
         Output {

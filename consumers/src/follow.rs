@@ -24,6 +24,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::decode::{DecodeError, Decoder};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a follower looks for table topics created since it started.
+const NEW_TOPICS_EVERY: Duration = Duration::from_secs(30);
 
 /// Why a reader stopped.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,11 @@ pub struct TopicReader {
     consumer: BaseConsumer<LogContext>,
     /// Partitions not caught up yet, with the end to reach.
     ends: HashMap<(String, i32), i64>,
+    /// Whole topics wanted: while following, ones created later (a
+    /// processor started before the producer made its topics) are added.
+    wanted: Vec<String>,
+    /// Every partition assigned so far.
+    assigned: Vec<(String, i32)>,
 }
 
 impl std::fmt::Debug for TopicReader {
@@ -76,7 +83,12 @@ impl TopicReader {
             }
         }
         consumer.assign(&assignment)?;
-        Ok(Self { consumer, ends })
+        Ok(Self {
+            consumer,
+            ends,
+            wanted: Vec::new(),
+            assigned: partitions.iter().map(|(t, p, _)| (t.clone(), *p)).collect(),
+        })
     }
 
     /// Every partition of those `topics` that exist, from the beginning.
@@ -88,18 +100,46 @@ impl TopicReader {
         let probe: BaseConsumer<LogContext> = kafka
             .consumer_config(client)
             .create_with_context(LogContext)?;
-        let metadata = probe.fetch_metadata(None, METADATA_TIMEOUT)?;
-        let partitions: Vec<(String, i32, Offset)> = metadata
-            .topics()
-            .iter()
-            .filter(|t| topics.iter().any(|name| name == t.name()))
-            .flat_map(|t| {
-                t.partitions()
-                    .iter()
-                    .map(|p| (t.name().to_owned(), p.id(), Offset::Beginning))
-            })
+        let partitions: Vec<(String, i32, Offset)> = existing_partitions(&probe, topics)?
+            .into_iter()
+            .map(|(topic, partition)| (topic, partition, Offset::Beginning))
             .collect();
-        Self::assign(kafka, client, &partitions)
+        let mut reader = Self::assign(kafka, client, &partitions)?;
+        reader.wanted = topics.to_vec();
+        Ok(reader)
+    }
+
+    /// Adds, from their beginning, partitions of wanted topics that did
+    /// not exist when the reader started.
+    fn add_new_partitions(&mut self) -> Result<usize, KafkaError> {
+        if self.wanted.is_empty() {
+            return Ok(0);
+        }
+        let fresh: Vec<(String, i32)> = existing_partitions(&self.consumer, &self.wanted)?
+            .into_iter()
+            .filter(|tp| !self.assigned.contains(tp))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        // Re-assigning keeps the others where they are: at their position.
+        let positions = self.consumer.position()?;
+        let mut assignment = TopicPartitionList::new();
+        for (topic, partition) in &self.assigned {
+            let at = positions
+                .find_partition(topic, *partition)
+                .map_or(Offset::Beginning, |p| match p.offset() {
+                    Offset::Offset(at) => Offset::Offset(at),
+                    _ => Offset::Beginning,
+                });
+            assignment.add_partition_offset(topic, *partition, at)?;
+        }
+        for (topic, partition) in &fresh {
+            assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
+        }
+        self.consumer.assign(&assignment)?;
+        self.assigned.extend(fresh.iter().cloned());
+        Ok(fresh.len())
     }
 
     /// Whether every partition reached the end it had at the start.
@@ -195,7 +235,16 @@ impl TopicReader {
             .spawn(move || {
                 let mut loaded = Some(loaded_tx);
                 let mut polls = 0u32;
+                let mut looked = Instant::now();
                 while !stop.is_cancelled() {
+                    if looked.elapsed() >= NEW_TOPICS_EVERY {
+                        looked = Instant::now();
+                        match self.add_new_partitions() {
+                            Ok(0) => {}
+                            Ok(added) => tracing::info!(added, "Following new table partitions."),
+                            Err(error) => tracing::warn!(%error, "Looking for new table topics."),
+                        }
+                    }
                     let mut got = false;
                     self.poll(Duration::from_millis(200), &mut |m| {
                         got = true;
@@ -215,6 +264,20 @@ impl TopicReader {
         let _ = loaded_rx.await;
         Ok(())
     }
+}
+
+/// The partitions of those `topics` that exist.
+fn existing_partitions(
+    consumer: &BaseConsumer<LogContext>,
+    topics: &[String],
+) -> Result<Vec<(String, i32)>, KafkaError> {
+    let metadata = consumer.fetch_metadata(None, METADATA_TIMEOUT)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| topics.iter().any(|name| name == t.name()))
+        .flat_map(|t| t.partitions().iter().map(|p| (t.name().to_owned(), p.id())))
+        .collect())
 }
 
 /// Decodes an entity-topic message on a thread outside the runtime.

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use oda_cdc_core::cli::{ConfigArgs, Failure, exit_code};
 
-pub use crate::processor::{Context, Input, Output, ProcessError, Processor};
+pub use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
 
 /// Flags every processor binary takes.
 #[derive(Debug, Parser)]

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 
 use oda_cdc_core::config::Settings;
 use oda_cdc_core::event::{ChangeEvent, headers};
@@ -112,6 +113,13 @@ pub enum ProcessError {
     Permanent(String),
 }
 
+/// A reason `open` fails that no restart can fix (topics that do not fit
+/// together, say): the processor stops with exit code 1 instead of
+/// retrying. Return it through `anyhow` (`Err(Unusable(…).into())`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(pub String);
+
 /// What a processor gets when it is opened.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -130,6 +138,11 @@ pub trait Processor: Send + Sized + 'static {
     const NAME: &'static str;
     /// The default port of `/metrics` (SPEC §7).
     const METRICS_PORT: u16;
+
+    /// How often an idle instance hands [`Processor::flush`] an empty
+    /// batch (for output that does not wait for input, such as a recount
+    /// after a table changed); `None`: only batches of records.
+    const TICK: Option<Duration> = None;
 
     /// The topics to read.
     fn inputs(settings: &Settings) -> Vec<String>;

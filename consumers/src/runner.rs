@@ -47,7 +47,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::dead_letter::{self, ErrorKind, Origin};
 use crate::decode::{DecodeError, Decoder};
 use crate::metrics::Metrics;
-use crate::processor::{Context, Input, Output, ProcessError, Processor};
+use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
 
 /// Records per batch (one transaction each in exactly-once mode): each
 /// batch waits for its acknowledgements and its commit, so batches must be
@@ -81,6 +81,8 @@ pub struct RunOptions {
 enum SessionError {
     #[error("opening the processor: {0:#}")]
     Open(anyhow::Error),
+    #[error("{0:#}")]
+    Unusable(anyhow::Error),
     #[error("handing the processor its partitions: {0:#}")]
     Assigned(anyhow::Error),
     #[error("Kafka: {0}")]
@@ -159,6 +161,7 @@ pub async fn run<P: Processor>(
     let result = loop {
         match session::<P>(&shared).await {
             Ok(()) => break Ok(()),
+            Err(SessionError::Unusable(error)) => break Err(error),
             Err(SessionError::Fenced(id)) => {
                 break Err(anyhow::anyhow!(
                     "another {} instance with transactional id `{id}` took over; this one stops \
@@ -279,7 +282,13 @@ struct Outgoing {
 async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
     let settings = &shared.context.settings;
     let shutdown = &shared.context.shutdown;
-    let mut processor = P::open(&shared.context).await.map_err(SessionError::Open)?;
+    let mut processor = P::open(&shared.context).await.map_err(|error| {
+        if error.downcast_ref::<Unusable>().is_some() {
+            SessionError::Unusable(error)
+        } else {
+            SessionError::Open(error)
+        }
+    })?;
     let writer = match shared.delivery {
         Delivery::ExactlyOnce => Writer::Transactional(
             transactional_producer(
@@ -323,7 +332,7 @@ async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
     let mut told = None;
 
     loop {
-        let Some(batch) = read_batch(&consumer, shutdown).await else {
+        let Some(batch) = read_batch(&consumer, shutdown, P::TICK).await else {
             break;
         };
         // Every record of the batch came after the last rebalance, and no
@@ -367,6 +376,9 @@ async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
             value: output.value,
             headers: output.headers,
         }));
+        if outgoing.is_empty() && offsets.is_empty() {
+            continue;
+        }
         let written = write(shared, &writer, &consumer, outgoing, &offsets).await;
         match written {
             Ok(written) => {
@@ -419,15 +431,19 @@ fn fenced_or(error: KafkaError, transactional_id: &str) -> SessionError {
 async fn read_batch(
     consumer: &StreamConsumer<RunnerContext>,
     shutdown: &CancellationToken,
+    tick: Option<Duration>,
 ) -> Option<Vec<OwnedMessage>> {
     let rebalances = || consumer.context().rebalances.load(Ordering::SeqCst);
     let mut batch = Vec::new();
     let mut seen = rebalances();
     let mut deadline: Option<tokio::time::Instant> = None;
+    let idle_until = tick.map(|t| tokio::time::Instant::now() + t);
     loop {
         let received = match deadline {
             None => tokio::select! {
                 _ = shutdown.cancelled() => return None,
+                // An empty batch: the processor's tick.
+                _ = sleep_until(idle_until) => return Some(batch),
                 received = consumer.recv() => Some(received),
             },
             Some(deadline) => tokio::time::timeout_at(deadline, consumer.recv())
@@ -458,6 +474,14 @@ async fn read_batch(
         if !batch.is_empty() && (batch.len() >= MAX_BATCH || lingered || shutdown.is_cancelled()) {
             return Some(batch);
         }
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -682,11 +706,14 @@ async fn write(
                 let written = send_all(&producer, outgoing).await?;
                 let tx = producer.clone();
                 tokio::task::spawn_blocking(move || {
-                    tx.send_offsets_to_transaction(
-                        &positions,
-                        &metadata,
-                        Timeout::After(TRANSACTION_TIMEOUT),
-                    )?;
+                    // A tick's batch moves no offsets.
+                    if positions.count() > 0 {
+                        tx.send_offsets_to_transaction(
+                            &positions,
+                            &metadata,
+                            Timeout::After(TRANSACTION_TIMEOUT),
+                        )?;
+                    }
                     tx.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))
                 })
                 .await
@@ -708,10 +735,12 @@ async fn write(
         }
         Writer::Acknowledged(_) => {
             let written = send_all(&producer, outgoing).await?;
-            let consumer = Arc::clone(consumer);
-            tokio::task::spawn_blocking(move || consumer.commit(&positions, CommitMode::Sync))
-                .await
-                .map_err(|_| KafkaError::Canceled)??;
+            if positions.count() > 0 {
+                let consumer = Arc::clone(consumer);
+                tokio::task::spawn_blocking(move || consumer.commit(&positions, CommitMode::Sync))
+                    .await
+                    .map_err(|_| KafkaError::Canceled)??;
+            }
             Ok(written)
         }
     }

@@ -31,7 +31,7 @@ use tokio_util::sync::DropGuard;
 
 use crate::changelog::{BadChange, ChangelogStore, PartitionState, partition_count};
 use crate::decode::Decoder;
-use crate::processor::{Context, Input, Output, ProcessError, Processor};
+use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
 use crate::processors::normalize::lookup::{self, Reference, Tables};
 use crate::processors::passthrough::entity_inputs;
 
@@ -228,12 +228,14 @@ impl Processor for History {
         for input in Self::inputs(settings) {
             // An input that does not exist yet is created by the producer
             // with the same default partition count.
-            if let Ok(count) = partition_count(&settings.kafka, &input) {
-                anyhow::ensure!(
-                    count <= partitions,
+            if let Ok(count) = partition_count(&settings.kafka, &input)
+                && count > partitions
+            {
+                return Err(Unusable(format!(
                     "{input} has {count} partitions and {changelog} only {partitions}: \
                      the changelog needs a partition for each input partition"
-                );
+                ))
+                .into());
             }
         }
         let decoder = Arc::new(Decoder::new(&settings.schema_registry)?);

@@ -246,8 +246,18 @@ fn streams() -> (Vec<Part>, Parliament) {
     (parts, truth)
 }
 
+/// A meeting moved after the votes were counted: (meeting, new date).
+type Moved = Option<(i64, &'static str)>;
+
+fn date_of(meeting: i64, moved: Moved) -> String {
+    match moved {
+        Some((m, date)) if m == meeting => date.to_owned(),
+        _ => meeting_date(meeting),
+    }
+}
+
 /// The tally document the test expects for `division`.
-fn expected_tally(truth: &Parliament, division: i64) -> Value {
+fn expected_tally(truth: &Parliament, division: i64, moved: Moved) -> Value {
     let kinds = ["for", "imod", "fravaerende", "hverken"];
     let zero = || {
         let mut m: BTreeMap<&str, u64> = BTreeMap::new();
@@ -256,7 +266,7 @@ fn expected_tally(truth: &Parliament, division: i64) -> Value {
         }
         m
     };
-    let date = meeting_date(meeting_of(division));
+    let date = date_of(meeting_of(division), moved);
     let mut totals = zero();
     let mut parties: BTreeMap<&str, (i64, BTreeMap<&str, u64>)> = BTreeMap::new();
     let mut without = zero();
@@ -321,10 +331,10 @@ async fn latest(topic: &str) -> BTreeMap<i64, Value> {
     out
 }
 
-fn expected(truth: &Parliament) -> BTreeMap<i64, Value> {
+fn expected(truth: &Parliament, moved: Moved) -> BTreeMap<i64, Value> {
     (1..=DIVISIONS)
         .filter(|d| !truth.deleted_divisions.contains(d))
-        .map(|d| (d, expected_tally(truth, d)))
+        .map(|d| (d, expected_tally(truth, d, moved)))
         .collect()
 }
 
@@ -404,7 +414,7 @@ fn assert_matches(have: &BTreeMap<i64, Value>, want: &BTreeMap<i64, Value>, run:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_and_two_through_rebalances_give_the_true_tallies() {
     let (_, truth) = streams();
-    let want = expected(&truth);
+    let want = expected(&truth, None);
     assert!(
         want.values()
             .any(|t| t["party_unresolved"]["for"].as_u64() > Some(0)),
@@ -421,9 +431,27 @@ async fn one_instance_and_two_through_rebalances_give_the_true_tallies() {
     }
     let processed = topics::named_processed_topic(&single, "votes");
     let one = converged(&processed, &want).await;
+    assert_matches(&one, &want, "one instance");
+
+    // A meeting's date moves past the day members switch party, with no
+    // vote arriving: the idle instance recounts and rewrites its tallies.
+    let moved: Moved = Some((1, "2023-01-15"));
+    produce(
+        &topics::entity_topic(&single, "Møde"),
+        vec![upsert(
+            "Møde",
+            1,
+            Op::Update,
+            json!({"id": 1, "dato": "2023-01-15T10:00:00"}),
+        )],
+    )
+    .await;
+    let recounted = expected(&truth, moved);
+    assert_ne!(recounted, want, "the move changes some tallies");
+    let after = converged(&processed, &recounted).await;
+    assert_matches(&after, &recounted, "one instance, after the meeting moved");
     let status = terminate(&mut only, Duration::from_secs(10)).await;
     assert!(status.success(), "exits 0 on SIGTERM: {status:?}");
-    assert_matches(&one, &want, "one instance");
 
     // Two instances: B joins after the first part, A leaves after the third.
     let double = unique("it-votes2");

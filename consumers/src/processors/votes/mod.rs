@@ -29,7 +29,9 @@ pub mod state;
 pub mod tables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use oda_cdc_core::config::Settings;
 use oda_cdc_core::event::{Op, headers};
@@ -45,7 +47,10 @@ use self::tables::{TABLE_SETS, Tables, VoteKind};
 use crate::changelog::{ChangelogStore, partition_count};
 use crate::decode::Decoder;
 use crate::follow::{TopicReader, decode_blocking, key_text};
-use crate::processor::{Context, Input, Output, ProcessError, Processor};
+use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
+
+/// The least time between two recounts after the tables changed.
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 /// The topics of one deployment.
 #[derive(Debug, Clone)]
@@ -81,6 +86,11 @@ pub struct Votes {
     dirty: BTreeSet<(i32, i64)>,
     /// Afstemninger a batch deleted: their tally becomes a tombstone.
     gone: BTreeSet<i64>,
+    /// A digest of each tally this instance wrote last.
+    emitted: HashMap<i64, u64>,
+    /// The tables' version the tallies were last counted with, and when.
+    counted_with: u64,
+    refreshed: Instant,
     held: IntGauge,
     _follower: DropGuard,
 }
@@ -289,9 +299,39 @@ impl Votes {
     }
 }
 
+/// A stable digest of an output value.
+fn digest(value: Option<&[u8]>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Votes {
+    /// Members change party and meetings get their dates after votes were
+    /// counted (the tables' topics are read beside the votes, not before
+    /// each one): when the tables changed, every tally is counted again, at
+    /// most every [`REFRESH_EVERY`], and those that came out different
+    /// are written.
+    fn refresh_if_tables_changed(&mut self) {
+        let version = self.tables.version();
+        if version == self.counted_with || self.refreshed.elapsed() < REFRESH_EVERY {
+            return;
+        }
+        self.counted_with = version;
+        self.refreshed = Instant::now();
+        let all: Vec<(i32, i64)> = self
+            .store
+            .iter()
+            .flat_map(|(p, state)| state.divisions().map(move |a| (p, a)))
+            .collect();
+        self.dirty.extend(all);
+    }
+}
+
 impl Processor for Votes {
     const NAME: &'static str = "oda-votes";
     const METRICS_PORT: u16 = 9466;
+    const TICK: Option<Duration> = Some(REFRESH_EVERY);
 
     fn inputs(settings: &Settings) -> Vec<String> {
         let t = VoteTopics::new(&settings.kafka.topic_prefix);
@@ -317,13 +357,14 @@ impl Processor for Votes {
         let topics = VoteTopics::new(&settings.kafka.topic_prefix);
         let partitions = partition_count(&settings.kafka, &topics.repartition)?;
         let changelog = partition_count(&settings.kafka, &topics.changelog)?;
-        anyhow::ensure!(
-            partitions == changelog,
-            "{} has {partitions} partitions and {} has {changelog}: they must match \
-             (a partition's state lives in the changelog partition of the same number)",
-            topics.repartition,
-            topics.changelog
-        );
+        if partitions != changelog {
+            return Err(Unusable(format!(
+                "{} has {partitions} partitions and {} has {changelog}: they must match \
+                 (a partition's state lives in the changelog partition of the same number)",
+                topics.repartition, topics.changelog
+            ))
+            .into());
+        }
         let held = IntGauge::new(
             "oda_cdc_votes_held",
             "Votes counted for an Afstemning that has not arrived yet (held, not dropped).",
@@ -369,6 +410,7 @@ impl Processor for Votes {
             })
             .await?;
         tracing::info!(rows = tables.len(), "Vote tables loaded.");
+        let version = tables.version();
         Ok(Self {
             store: ChangelogStore::new(
                 &settings.kafka,
@@ -380,6 +422,9 @@ impl Processor for Votes {
             tables,
             dirty: BTreeSet::new(),
             gone: BTreeSet::new(),
+            emitted: HashMap::new(),
+            counted_with: version,
+            refreshed: Instant::now(),
             held,
             _follower: follower.drop_guard(),
         })
@@ -417,6 +462,7 @@ impl Processor for Votes {
     }
 
     fn flush(&mut self) -> Vec<Output> {
+        self.refresh_if_tables_changed();
         let dirty = std::mem::take(&mut self.dirty);
         let gone = std::mem::take(&mut self.gone);
         let mut outputs = Vec::with_capacity(dirty.len());
@@ -432,13 +478,20 @@ impl Processor for Votes {
                 ) => {
                     let document = Self::document(&self.tables, afstemning, tally, division);
                     match Output::json(key, &document) {
-                        Ok(output) => outputs.push(output.to(&self.topics.processed)),
+                        Ok(output) => {
+                            // A tally written before unchanged is not written again.
+                            let digest = digest(output.value.as_deref());
+                            if self.emitted.insert(afstemning, digest) != Some(digest) {
+                                outputs.push(output.to(&self.topics.processed));
+                            }
+                        }
                         Err(error) => tracing::error!(afstemning, %error, "Tally not written."),
                     }
                 }
                 // A deleted division's tally is forgotten; held votes have
                 // none yet.
                 _ if gone.contains(&afstemning) => {
+                    self.emitted.remove(&afstemning);
                     outputs.push(Output::tombstone(key).to(&self.topics.processed));
                 }
                 _ => {}

@@ -178,6 +178,14 @@ impl PartitionState {
         self.tallies.get(&afstemning)
     }
 
+    /// The Afstemninger whose row is here (those with a tally).
+    pub fn divisions(&self) -> impl Iterator<Item = i64> + '_ {
+        self.tallies
+            .iter()
+            .filter(|(_, t)| t.division.is_some())
+            .map(|(id, _)| *id)
+    }
+
     /// Votes held for Afstemninger that have not arrived (yet).
     pub fn held_votes(&self) -> usize {
         self.tallies

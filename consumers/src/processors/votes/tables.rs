@@ -96,6 +96,8 @@ pub struct Party {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Bumped by every change: tallies counted before it may be stale.
+    version: std::sync::atomic::AtomicU64,
     vote_types: DashMap<i64, VoteKind>,
     actor_types: DashMap<i64, String>,
     actors: DashMap<i64, Actor>,
@@ -134,6 +136,7 @@ impl Tables {
     pub fn apply(&self, entity: &str, id: i64, event: Option<&ChangeEvent>) {
         let after = event.and_then(|e| e.after.as_ref());
         let t = &self.0;
+        t.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match (entity, after) {
             ("Stemmetype", Some(r)) => {
                 let kind = text(r, "type").map_or(VoteKind::Ukendt, |l| VoteKind::from_label(&l));
@@ -206,6 +209,11 @@ impl Tables {
                 }
             }
         }
+    }
+
+    /// Changes applied so far.
+    pub fn version(&self) -> u64 {
+        self.0.version.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How a vote of Stemmetype `typeid` counts.
