@@ -23,8 +23,9 @@ use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
-use crate::follow::{TopicReader, key_text};
 use crate::processor::Output;
+use oda_cdc_core::kafka::TopicReader;
+use oda_cdc_core::kafka::reader::key_text;
 
 /// How long a restore may wait for a changelog's end: longer than the
 /// transaction timeout, within which a dead writer's transaction ends.

@@ -2,15 +2,14 @@
 //! memory after a restart is exactly what committed transactions hold
 //! (never a re-read of the entity topics).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use oda_cdc_core::config::KafkaSettings;
-use oda_cdc_core::kafka::LogContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use oda_cdc_core::kafka::{ReadError, TopicReader};
+use oda_cdc_core::shutdown::CancellationToken;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::state::IdState;
@@ -24,12 +23,18 @@ pub enum RestoreError {
         #[source]
         source: KafkaError,
     },
+    #[error("reading {topic}: {reason}")]
+    Incomplete { topic: String, reason: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
 }
 
+/// How long a restore waits for the end: longer than the transaction
+/// timeout, within which a dead writer's open transaction is aborted.
+const RESTORE_PATIENCE: Duration = Duration::from_secs(120);
+
 /// Calls `each(key, value)` for every committed record of `topic`, oldest
-/// first per partition, until the end of every partition.
+/// first per partition, until the end every partition had when asked.
 fn read_to_end(
     kafka: &KafkaSettings,
     topic: &str,
@@ -39,54 +44,35 @@ fn read_to_end(
         topic: topic.to_owned(),
         source,
     };
-    let mut config = kafka.consumer_config("oda-producer-restore");
-    config.set("enable.partition.eof", "true");
-    let consumer: BaseConsumer<LogContext> = config.create_with_context(LogContext).map_err(err)?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
+    let mut reader = TopicReader::whole_topics(kafka, "oda-producer-restore", &[topic.to_owned()])
         .map_err(err)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut assignment = TopicPartitionList::new();
-    let mut pending: HashSet<i32> = HashSet::new();
-    for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .map_err(err)?;
-        if high > low {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(err)?;
-            pending.insert(partition);
-        }
-    }
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    consumer.assign(&assignment).map_err(err)?;
     let mut read = 0;
-    while !pending.is_empty() {
-        match consumer.poll(Duration::from_secs(5)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                pending.remove(&partition);
+    let mut failed = None;
+    reader
+        .read_to_end(RESTORE_PATIENCE, &CancellationToken::new(), |message| {
+            if failed.is_some() {
+                return;
             }
-            Some(Err(e)) => return Err(err(e)),
-            Some(Ok(message)) => {
-                let key = message
-                    .key()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                each(&key, message.payload())?;
-                read += 1;
+            let key = message
+                .key()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            match each(&key, message.payload()) {
+                Ok(()) => read += 1,
+                Err(error) => failed = Some(error),
             }
-        }
+        })
+        .map_err(|error| match error {
+            ReadError::Kafka(source) => err(source),
+            other => RestoreError::Incomplete {
+                topic: topic.to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(read),
     }
-    Ok(read)
 }
 
 /// The latest checkpoint of every entity.

@@ -6,10 +6,12 @@
 
 pub mod client;
 pub mod context;
+pub mod reader;
 pub mod topics;
 pub mod transactions;
 
 pub use self::client::{describe_config, redacted};
 pub use self::context::LogContext;
+pub use self::reader::{ReadError, TopicReader};
 pub use self::topics::{TopicError, TopicSpec, ensure_topics};
 pub use self::transactions::{is_fenced, transactional_producer};

@@ -2,6 +2,7 @@
 
 mod avro;
 mod backfill;
+mod broker_restart;
 mod cli;
 mod crash;
 mod deletes;

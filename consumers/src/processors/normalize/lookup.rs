@@ -22,7 +22,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
 use crate::decode::Decoder;
-use crate::follow::{TopicReader, decode_blocking, key_text};
+use crate::follow::decode_blocking;
+use oda_cdc_core::kafka::TopicReader;
+use oda_cdc_core::kafka::reader::key_text;
 
 /// A field that refers to a lookup table.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -46,8 +46,10 @@ use self::state::{Division, PartitionState, Routed, Tally, Vote};
 use self::tables::{TABLE_SETS, Tables, VoteKind};
 use crate::changelog::{ChangelogStore, partition_count};
 use crate::decode::Decoder;
-use crate::follow::{TopicReader, decode_blocking, key_text};
+use crate::follow::decode_blocking;
 use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
+use oda_cdc_core::kafka::TopicReader;
+use oda_cdc_core::kafka::reader::key_text;
 
 /// The least time between two recounts after the tables changed.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
