@@ -11,6 +11,11 @@
 //! read on from the offset after this instance's own last write (reported
 //! by [`crate::Processor::committed`]), which picks up whatever another
 //! owner wrote meanwhile.
+//!
+//! Exactly-once delivery is what makes this sound: there an instance that
+//! lost its partitions without noticing is fenced when it commits. Under
+//! at-least-once, such a zombie's late changelog writes can land after the
+//! new owner's and win the next restore (a lost update, not a duplicate).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};

@@ -312,7 +312,12 @@ async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
     // once instead of waiting out its predecessor's session.
     config
         .set("group.instance.id", &shared.transactional_id)
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // Eager and range, whatever `kafka.properties` says: a rebalance
+        // must move every position back to the committed offset (batches
+        // read across one are dropped), and partition p of every input
+        // must go to one member (partitioned state follows it).
+        .set("partition.assignment.strategy", "range");
     let consumer: Arc<StreamConsumer<RunnerContext>> =
         Arc::new(config.create_with_context(RunnerContext {
             rebalances: AtomicU64::new(0),
@@ -368,6 +373,16 @@ async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
                 (message.topic().to_owned(), message.partition()),
                 message.offset() + 1,
             );
+        }
+        if batch.is_empty() {
+            // A tick: its transaction re-sends the positions it holds (the
+            // committed offsets), so the broker checks the group's
+            // generation and fences an instance that lost its partitions
+            // without noticing yet. Without a position, no tick output.
+            offsets = current_positions(&consumer)?;
+            if offsets.is_empty() {
+                continue;
+            }
         }
         outgoing.extend(processor.flush().into_iter().map(|output| Outgoing {
             topic: output.topic.unwrap_or_else(|| flush_topic.clone()),
@@ -475,6 +490,21 @@ async fn read_batch(
             return Some(batch);
         }
     }
+}
+
+/// The application position of every assigned partition that has one.
+fn current_positions(
+    consumer: &StreamConsumer<RunnerContext>,
+) -> Result<HashMap<(String, i32), i64>, KafkaError> {
+    Ok(consumer
+        .position()?
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(at) if at >= 0 => Some(((e.topic().to_owned(), e.partition()), at)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Sleeps until `at`, or forever.

@@ -31,7 +31,7 @@ pub struct IdTable {
 
 /// A real prefix equal to the tombstone is stored one lower: it then
 /// matches a hash it should not with probability 2⁻⁶⁴.
-fn storable(hash: HashPrefix) -> HashPrefix {
+pub fn storable(hash: HashPrefix) -> HashPrefix {
     hash.min(TOMBSTONE - 1)
 }
 

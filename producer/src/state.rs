@@ -55,7 +55,9 @@ impl IdState {
     pub fn decide(&self, entity: &str, id: i64, hash: &str) -> Decision {
         match self.entities.get(entity).and_then(|m| m.get(id)) {
             None => Decision::New,
-            Some(old) if Some(old) == prefix(hash) => Decision::Unchanged,
+            Some(old) if Some(old) == prefix(hash).map(crate::id_table::storable) => {
+                Decision::Unchanged
+            }
             Some(_) => Decision::Changed,
         }
     }

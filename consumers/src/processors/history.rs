@@ -225,6 +225,23 @@ impl Processor for History {
         let settings = &context.settings;
         let changelog = changelog_topic(settings);
         let partitions = partition_count(&settings.kafka, &changelog)?;
+        // One instance must own partition p of every input (the range
+        // assignor gives partition p of topics with equal counts to one
+        // member), or two would write changelog partition p.
+        let mut counts = std::collections::BTreeMap::new();
+        for input in Self::inputs(settings) {
+            if let Ok(count) = partition_count(&settings.kafka, &input) {
+                counts.insert(input, count);
+            }
+        }
+        let distinct: BTreeSet<i32> = counts.values().copied().collect();
+        if distinct.len() > 1 {
+            return Err(Unusable(format!(
+                "the inputs must have equal partition counts (one instance owns partition p of \
+                 each): {counts:?}"
+            ))
+            .into());
+        }
         for input in Self::inputs(settings) {
             // An input that does not exist yet is created by the producer
             // with the same default partition count.

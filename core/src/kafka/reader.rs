@@ -49,6 +49,9 @@ pub struct TopicReader {
     wanted: Vec<String>,
     /// Every partition assigned so far.
     assigned: Vec<(String, i32)>,
+    /// Where each assigned partition's reading began (a real offset): the
+    /// position of one the reader never received anything from.
+    starts: HashMap<(String, i32), i64>,
 }
 
 impl std::fmt::Debug for TopicReader {
@@ -72,6 +75,7 @@ impl TopicReader {
             .create_with_context(LogContext)?;
         let mut assignment = TopicPartitionList::new();
         let mut ends = HashMap::new();
+        let mut starts = HashMap::new();
         for (topic, partition, start) in partitions {
             let (low, high) = consumer.fetch_watermarks(topic, *partition, METADATA_TIMEOUT)?;
             assignment.add_partition_offset(topic, *partition, *start)?;
@@ -82,11 +86,13 @@ impl TopicReader {
             if high > from {
                 ends.insert((topic.clone(), *partition), high);
             }
+            starts.insert((topic.clone(), *partition), from.min(high));
         }
         consumer.assign(&assignment)?;
         Ok(Self {
             consumer,
             ends,
+            starts,
             wanted: Vec::new(),
             assigned: partitions.iter().map(|(t, p, _)| (t.clone(), *p)).collect(),
         })
@@ -139,6 +145,7 @@ impl TopicReader {
             assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
         }
         self.consumer.assign(&assignment)?;
+        self.starts.extend(fresh.iter().map(|tp| (tp.clone(), 0)));
         self.assigned.extend(fresh.iter().cloned());
         Ok(fresh.len())
     }
@@ -168,17 +175,17 @@ impl TopicReader {
         }
     }
 
-    /// Blocks until caught up; fails after `patience` without progress to
-    /// the end (a transaction left open by a dead writer ends within the
+    /// Blocks until caught up; fails after `patience` without a record
+    /// (a transaction left open by a dead writer ends within the
     /// transaction timeout, so a patience above it only fails on real
-    /// trouble).
+    /// trouble; a long read that makes progress never does).
     pub fn read_to_end(
         &mut self,
         patience: Duration,
         cancel: &CancellationToken,
         mut on_message: impl FnMut(&BorrowedMessage<'_>),
     ) -> Result<(), ReadError> {
-        let started = Instant::now();
+        let mut progressed = Instant::now();
         let mut polls = 0u32;
         loop {
             if cancel.is_cancelled() {
@@ -189,7 +196,7 @@ impl TopicReader {
             if polls.is_multiple_of(1_000) && self.caught_up() {
                 return Ok(());
             }
-            if started.elapsed() > patience {
+            if progressed.elapsed() > patience {
                 let behind = self
                     .ends
                     .keys()
@@ -203,23 +210,26 @@ impl TopicReader {
                 got = true;
                 on_message(m);
             });
+            if got {
+                progressed = Instant::now();
+            }
             polls = if got { polls + 1 } else { 0 };
         }
     }
 
-    /// Where the reader stands in each assigned partition.
+    /// Where the reader stands in each assigned partition: a real offset
+    /// always (a partition it never received anything from stands where
+    /// its reading began).
     pub fn positions(&self) -> Result<HashMap<(String, i32), i64>, KafkaError> {
-        Ok(self
-            .consumer
-            .position()?
-            .elements()
-            .iter()
-            .filter_map(|e| {
-                e.offset()
-                    .to_raw()
-                    .map(|at| ((e.topic().to_owned(), e.partition()), at))
-            })
-            .collect())
+        let mut positions = self.starts.clone();
+        for e in self.consumer.position()?.elements() {
+            if let Offset::Offset(at) = e.offset()
+                && at >= 0
+            {
+                positions.insert((e.topic().to_owned(), e.partition()), at);
+            }
+        }
+        Ok(positions)
     }
 
     /// Reads to the end, then keeps reading on a thread of its own until

@@ -4,4 +4,5 @@
 mod kafka_plumbing;
 mod python_reader;
 mod registry;
+mod topic_reader;
 mod transactions;

@@ -51,6 +51,9 @@ use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable
 use oda_cdc_core::kafka::TopicReader;
 use oda_cdc_core::kafka::reader::key_text;
 
+/// The held-votes gauge of this process.
+static HELD: std::sync::OnceLock<Option<IntGauge>> = std::sync::OnceLock::new();
+
 /// The least time between two recounts after the tables changed.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
@@ -367,12 +370,20 @@ impl Processor for Votes {
             ))
             .into());
         }
-        let held = IntGauge::new(
-            "oda_cdc_votes_held",
-            "Votes counted for an Afstemning that has not arrived yet (held, not dropped).",
-        )?;
-        // The runner opens a new processor after a failure: one gauge serves all.
-        let _ = context.registry.register(Box::new(held.clone()));
+        // The runner opens a new processor after a failure: one gauge,
+        // registered once, serves them all.
+        let held = HELD
+            .get_or_init(|| {
+                let gauge = IntGauge::new(
+                    "oda_cdc_votes_held",
+                    "Votes counted for an Afstemning that has not arrived yet (held, not dropped).",
+                )
+                .ok()?;
+                context.registry.register(Box::new(gauge.clone())).ok()?;
+                Some(gauge)
+            })
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("registering oda_cdc_votes_held"))?;
 
         let tables = Tables::default();
         let decoder = Arc::new(Decoder::new(&settings.schema_registry)?);
@@ -460,6 +471,10 @@ impl Processor for Votes {
             .collect();
         self.dirty.retain(|(p, _)| mine.contains(p));
         self.gone.clear();
+        // Another owner may have written tallies meanwhile, even of a
+        // partition this instance has again: what it wrote last says
+        // nothing about the topic now.
+        self.emitted.clear();
         self.store.assign(mine).await
     }
 

@@ -108,6 +108,15 @@ struct Inner {
     meetings: DashMap<i64, String>,
 }
 
+/// Bumps a version when dropped: at the end of a change.
+struct Bump<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Bump<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// The tables; cheap to clone and share with the follower thread.
 #[derive(Debug, Clone, Default)]
 pub struct Tables(Arc<Inner>);
@@ -136,7 +145,9 @@ impl Tables {
     pub fn apply(&self, entity: &str, id: i64, event: Option<&ChangeEvent>) {
         let after = event.and_then(|e| e.after.as_ref());
         let t = &self.0;
-        t.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Counted after the change, so a recount that sees the new
+        // version also sees the new rows.
+        let _bump = Bump(&t.version);
         match (entity, after) {
             ("Stemmetype", Some(r)) => {
                 let kind = text(r, "type").map_or(VoteKind::Ukendt, |l| VoteKind::from_label(&l));
@@ -213,7 +224,7 @@ impl Tables {
 
     /// Changes applied so far.
     pub fn version(&self) -> u64 {
-        self.0.version.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How a vote of Stemmetype `typeid` counts.
