@@ -484,3 +484,51 @@ async fn one_instance_and_two_through_rebalances_give_the_true_tallies() {
         "the same tallies either way"
     );
 }
+
+/// On a fresh cluster oda-votes may start before the producer has made the
+/// table topics: it counts what it can (no date, no parties), follows the
+/// tables once they appear and rewrites every tally then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_that_appear_after_the_start_are_followed_and_counted() {
+    let (parts, truth) = streams();
+    let want = expected(&truth, None);
+    let prefix = unique("it-votes3");
+    for entity in ["Stemme", "Afstemning"] {
+        create_topic(&topics::entity_topic(&prefix, entity), 6)
+            .await
+            .expect("input topic");
+    }
+    let mut votes = spawn(&prefix, &unique("votes-g3"), "late", free_port());
+    for part in parts {
+        feed(&prefix, part).await;
+    }
+    let processed = topics::named_processed_topic(&prefix, "votes");
+    // Without tables: every division counted, none with a date.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let early = latest(&processed).await;
+        if early.len() == want.len() {
+            assert!(
+                early
+                    .values()
+                    .all(|d| d["date"].is_null() && d["by_party"] == json!({})),
+                "no tables yet, so no dates and no parties"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tallies without tables"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for (entity, fixtures) in tables() {
+        let topic = topics::entity_topic(&prefix, entity);
+        create_topic(&topic, 1).await.expect("table topic");
+        produce(&topic, fixtures).await;
+    }
+    let after = converged(&processed, &want).await;
+    let status = terminate(&mut votes, Duration::from_secs(10)).await;
+    assert!(status.success(), "exits 0 on SIGTERM: {status:?}");
+    assert_matches(&after, &want, "tables created after the start");
+}
