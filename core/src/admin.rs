@@ -60,6 +60,14 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|source| AdminError::Bind { addr, source })?;
+    // The process's own RSS, CPU and file descriptors beside the service's
+    // metrics (`process_resident_memory_bytes`…): the memory budget of
+    // docs/BENCHMARKS.md, watched in production. A registry served twice
+    // already has them.
+    #[cfg(target_os = "linux")]
+    let _ = registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ));
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -103,4 +111,44 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, readiness.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn metrics_include_the_process_and_readiness_follows_health() {
+        let health = Health::new();
+        health.register("kafka");
+        let shutdown = CancellationToken::new();
+        let server = serve(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Registry::new(),
+            health.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("serves");
+        let get = |path: &str| reqwest::get(format!("http://{}{path}", server.addr));
+
+        let metrics = get("/metrics").await.expect("metrics");
+        assert_eq!(metrics.status(), 200);
+        let text = metrics.text().await.expect("body");
+        if cfg!(target_os = "linux") {
+            assert!(
+                text.contains("process_resident_memory_bytes"),
+                "the process's RSS is exported: {text}"
+            );
+        }
+        assert_eq!(get("/healthz").await.expect("healthz").status(), 200);
+        assert_eq!(
+            get("/readyz").await.expect("readyz").status(),
+            503,
+            "kafka not ok yet"
+        );
+        health.set_ok("kafka");
+        assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
+        shutdown.cancel();
+    }
 }
