@@ -104,6 +104,24 @@ pub fn letter_headers(
     out
 }
 
+/// A record's headers as owned pairs (a header without a value as empty).
+pub fn owned_headers(message: &impl rdkafka::Message) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::Headers;
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

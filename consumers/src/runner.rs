@@ -38,7 +38,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
@@ -524,22 +524,6 @@ fn note_consumer_error(error: &KafkaError) {
     }
 }
 
-fn owned_headers(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
-    message
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| {
-                    (
-                        h.key.to_owned(),
-                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Decodes and processes one record, appending what it yields (outputs,
 /// or a dead letter) to `outgoing`.
 async fn handle<P: Processor>(
@@ -551,7 +535,7 @@ async fn handle<P: Processor>(
     outgoing: &mut Vec<Outgoing>,
 ) -> Result<(), SessionError> {
     let started = Instant::now();
-    let headers = owned_headers(message);
+    let headers = dead_letter::owned_headers(message);
     let header = |name: &str| {
         headers
             .iter()

@@ -24,7 +24,7 @@ use oda_cdc_core::kafka::LogContext;
 use oda_cdc_core::progress::Progress;
 use oda_cdc_core::topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -266,19 +266,7 @@ fn read_all(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<Vec<Letter>> {
             dlq_offset: offset,
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
-            headers: message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            headers: crate::dead_letter::owned_headers(message),
         });
     })?;
     Ok(letters)

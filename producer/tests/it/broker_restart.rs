@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use oda_cdc_testkit::{kafka, unique};
+use oda_cdc_testkit::unique;
 use serde_json::json;
 
 use crate::harness::{Sim, assert_no_problems, converge, free_port, wait_streaming};
@@ -18,21 +18,7 @@ use crate::harness::{Sim, assert_no_problems, converge, free_port, wait_streamin
 const ENTITIES: &[&str] = &["Sag", "Stemme"];
 
 fn spawn(base_url: &str, prefix: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_oda-producer"))
-        .args(["run", "--from", "beginning"])
-        .env("KAFKA_BROKERS", kafka().brokers)
-        .env("ODA_BASE_URL", base_url)
-        .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)
-        .env("ODA_CDC_ENTITIES", ENTITIES.join(","))
-        .env("ODA_CDC_POLL__INTERVAL", "300ms")
-        .env("ODA_CDC_HTTP__RATE_LIMIT", "0")
-        .env("ODA_CDC_PRODUCER__TRANSACTIONAL_ID", unique("it-restart"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("oda-producer starts")
+    crate::harness::spawn_producer(base_url, prefix, ENTITIES, &unique("it-restart"), port)
 }
 
 /// `scripts/stack <command>` with this process's environment (the stack

@@ -1,7 +1,7 @@
 //! `kill -9` at random instants, during the snapshot and during streaming,
 //! with a restart each time: nothing lost, nothing duplicated (SPEC §5.5).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use oda_cdc_testkit::{kafka, unique};
@@ -14,21 +14,7 @@ const ENTITIES: &[&str] = &["Sag", "Stemme", "Dokument"];
 const KILLS: usize = 20;
 
 fn spawn(base_url: &str, prefix: &str, transactional_id: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_oda-producer"))
-        .args(["run", "--from", "beginning"])
-        .env("KAFKA_BROKERS", kafka().brokers)
-        .env("ODA_BASE_URL", base_url)
-        .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)
-        .env("ODA_CDC_ENTITIES", ENTITIES.join(","))
-        .env("ODA_CDC_POLL__INTERVAL", "300ms")
-        .env("ODA_CDC_HTTP__RATE_LIMIT", "0")
-        .env("ODA_CDC_PRODUCER__TRANSACTIONAL_ID", transactional_id)
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("oda-producer starts")
+    crate::harness::spawn_producer(base_url, prefix, ENTITIES, transactional_id, port)
 }
 
 /// Whether Stemme's committed checkpoint shows a snapshot in progress

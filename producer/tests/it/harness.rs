@@ -372,3 +372,29 @@ pub(crate) fn metric(text: &str, prefix: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// `oda-producer run --from beginning` as a child process (so a test can
+/// `kill -9` it), polling `entities` every 300 ms without a rate limit.
+pub(crate) fn spawn_producer(
+    base_url: &str,
+    prefix: &str,
+    entities: &[&str],
+    transactional_id: &str,
+    port: u16,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_oda-producer"))
+        .args(["run", "--from", "beginning"])
+        .env("KAFKA_BROKERS", kafka().brokers)
+        .env("ODA_BASE_URL", base_url)
+        .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)
+        .env("ODA_CDC_ENTITIES", entities.join(","))
+        .env("ODA_CDC_POLL__INTERVAL", "300ms")
+        .env("ODA_CDC_HTTP__RATE_LIMIT", "0")
+        .env("ODA_CDC_PRODUCER__TRANSACTIONAL_ID", transactional_id)
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("oda-producer starts")
+}
