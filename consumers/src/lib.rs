@@ -1,13 +1,13 @@
-//! The consumer side of oda-cdc: a runner for pluggable processors and the
-//! processors themselves. A processor implements [`Processor`]; its binary
-//! is `fn main() -> ExitCode { oda_consumers::main::<MyProcessor>() }`.
+//! The consumer side of oda-cdc, in three parts:
+//!
+//! - [`runner`]: the framework, what every processor shares (batches,
+//!   decoding, retries, dead letters, transactions, partitioned state);
+//! - [`processors`]: the processors themselves;
+//! - [`replay`]: `oda-replay`, resetting, copying and redriving.
+//!
+//! A processor implements [`Processor`]; its binary is
+//! `fn main() -> ExitCode { oda_consumers::main::<MyProcessor>() }`.
 
-pub mod changelog;
-pub mod dead_letter;
-pub mod decode;
-pub mod follow;
-pub mod metrics;
-pub mod processor;
 pub mod processors;
 pub mod replay;
 pub mod runner;
@@ -15,9 +15,9 @@ pub mod runner;
 use std::process::ExitCode;
 
 use clap::Parser;
-use oda_cdc_core::cli::{ConfigArgs, Failure, exit_code};
+use oda_cdc_core::cli::{ConfigArgs, Failure, run_to_exit};
 
-pub use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
+pub use crate::runner::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
 
 /// Flags every processor binary takes.
 #[derive(Debug, Parser)]
@@ -35,14 +35,11 @@ pub struct Args {
 }
 
 /// The whole `main` of a processor binary: flags, configuration (exit 2
-/// on a bad key), logging, signals, the runner; SPEC §7's exit codes.
+/// on a bad key), logging, signals, the runner; exit codes of
+/// contract.md#exit-codes.
 pub fn main<P: Processor>() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => return exit_code(Err(Failure::Runtime(error.into()))),
-    };
-    exit_code(runtime.block_on(run::<P>(args)))
+    run_to_exit(run::<P>(args))
 }
 
 async fn run<P: Processor>(args: Args) -> Result<(), Failure> {

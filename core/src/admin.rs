@@ -1,5 +1,5 @@
 //! The admin HTTP server every service runs: `/metrics`, `/healthz`,
-//! `/readyz` (SPEC §7).
+//! `/readyz` (contract.md#http-endpoints).
 
 use std::net::SocketAddr;
 
@@ -41,7 +41,7 @@ pub struct AdminServer {
 }
 
 /// The admin address: `metrics.addr` when configured, else 127.0.0.1 and
-/// the binary's own port of SPEC §7.
+/// the binary's own port of contract.md#defaults-and-ports.
 pub fn address(configured: Option<SocketAddr>, default_port: u16) -> SocketAddr {
     configured.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)))
 }

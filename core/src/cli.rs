@@ -1,5 +1,5 @@
 //! Command-line pieces every binary shares: the configuration flags and
-//! the mapping of failures to SPEC §7's exit codes.
+//! the mapping of failures to the exit codes of contract.md#exit-codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,9 +48,27 @@ impl From<ConfigError> for Failure {
     }
 }
 
+impl From<crate::service::StartError> for Failure {
+    fn from(error: crate::service::StartError) -> Self {
+        Failure::Runtime(error.into())
+    }
+}
+
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
         Failure::Runtime(error)
+    }
+}
+
+/// A binary's whole run: `run` on a multi-threaded Tokio runtime, its
+/// outcome as the exit status of [`exit_code`].
+pub fn run_to_exit(run: impl std::future::Future<Output = Result<(), Failure>>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => exit_code(runtime.block_on(run)),
+        Err(error) => exit_code(Err(Failure::Runtime(error.into()))),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Metrics made and registered in one call, and the ones every Kafka
-//! writer of the workspace shares, so each name and help text (SPEC §7)
+//! writer of the workspace shares, so each name and help text (contract.md#operations)
 //! is written once.
 
 use prometheus::{

@@ -1,5 +1,5 @@
 //! Progress of long work (snapshots, backfills, replays): a bar per item
-//! on a terminal, a log line per update otherwise (SPEC §9).
+//! on a terminal, a log line per update otherwise (contract.md#command-lines).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -2,13 +2,13 @@
 //!
 //! SIGINT and SIGTERM cancel a [`CancellationToken`]; long-running code
 //! takes the token and `select!`s on `cancelled()`, so it can finish or
-//! abort its open transaction and flush before SPEC §7's 10 s budget.
+//! abort its open transaction and flush within the 10 s of contract.md#shutdown.
 
 use std::time::Duration;
 
 pub use tokio_util::sync::CancellationToken;
 
-/// How long a service may take to stop after the signal (SPEC §7).
+/// How long a service may take to stop after the signal (contract.md#shutdown).
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
 
 /// Returns a token cancelled on SIGINT or SIGTERM. Must be called inside a

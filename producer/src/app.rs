@@ -6,21 +6,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use oda_cdc_core::admin;
 use oda_cdc_core::config::{Format, Settings};
-
-use crate::encode::Encoder;
 use oda_cdc_core::health::Health;
-use oda_cdc_core::kafka::{TopicSpec, ensure_topics};
-use oda_cdc_core::model;
+use oda_cdc_core::kafka::TopicSpec;
 use oda_cdc_core::oda::{ClientMetrics, ClientTuning, OdaClient};
+use oda_cdc_core::service::{Service, SessionEnd, supervise};
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_cdc_core::topics;
-use prometheus::Registry;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
+use oda_model::entity::{entity_set_ci, entity_sets};
+use oda_model::topics::Topics;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+
+use crate::encode::Encoder;
 
 use crate::checkpoint::Checkpoint;
 use crate::committer::{CommitError, Committer, StateTopics, transactional_producer};
@@ -28,14 +25,14 @@ use crate::metrics::Metrics;
 use crate::restore;
 use crate::worker::{EntityPlan, Shared, StartFrom, WorkerError, run_entity};
 
-/// The producer's default admin port (SPEC §7).
-pub const METRICS_PORT: u16 = 9464;
+/// The producer's default admin port (contract.md#defaults-and-ports).
+pub(crate) const METRICS_PORT: u16 = 9464;
 
 /// Everything `run` needs besides the settings.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub from: StartFrom,
-    /// HTTP timeouts, retries and breaker (SPEC's values unless a test
+    /// HTTP timeouts, retries and breaker (the contract's values unless a test
     /// needs hangs to end sooner).
     pub http: ClientTuning,
 }
@@ -50,24 +47,26 @@ impl RunOptions {
 }
 
 /// The entity sets to capture, checked against the model.
-pub fn entity_plans(settings: &Settings) -> anyhow::Result<Vec<EntityPlan>> {
+pub(crate) fn entity_plans(
+    settings: &Settings,
+    topics: &Topics,
+) -> anyhow::Result<Vec<EntityPlan>> {
     let names: Vec<String> = match &settings.entities {
         Some(list) => list.clone(),
-        None => model::entity_sets()
+        None => entity_sets()
             .iter()
             .filter(|s| s.is_captured_by_default())
             .map(|s| s.name.clone())
             .collect(),
     };
-    let prefix = &settings.kafka.topic_prefix;
     let mut plans = Vec::new();
     for name in names {
-        let set = model::entity_set_ci(&name)
+        let set = entity_set_ci(&name)
             .ok_or_else(|| anyhow::anyhow!("entities: `{name}` is not an ODA entity set"))?;
         let overrides = settings.entity.get(&set.name);
         plans.push(EntityPlan {
             entity: set.name.clone(),
-            topic: topics::entity_topic(prefix, &set.name),
+            topic: topics.entity(&set.name),
             poll_interval: overrides
                 .and_then(|o| o.poll_interval)
                 .unwrap_or(settings.poll.interval)
@@ -87,17 +86,17 @@ pub fn entity_plans(settings: &Settings) -> anyhow::Result<Vec<EntityPlan>> {
     Ok(plans)
 }
 
-/// The topics the producer writes, with SPEC §3's policies.
-pub fn topic_specs(settings: &Settings, plans: &[EntityPlan]) -> Vec<TopicSpec> {
-    let prefix = &settings.kafka.topic_prefix;
+/// The topics the producer writes, with the policies of
+/// contract.md#topics.
+fn topic_specs(topics: &Topics, plans: &[EntityPlan]) -> Vec<TopicSpec> {
     let mut specs: Vec<TopicSpec> = plans
         .iter()
         .map(|p| TopicSpec::compacted(&p.topic))
         .collect();
-    specs.push(TopicSpec::compacted(topics::checkpoint_topic(prefix)).with_partitions(1));
-    specs.push(TopicSpec::compacted(topics::state_topic(prefix)));
-    specs.push(TopicSpec::retained(topics::dlq_topic(prefix), 14));
-    specs.push(TopicSpec::retained(topics::signals_topic(prefix), 7).with_partitions(1));
+    specs.push(TopicSpec::compacted(topics.checkpoints()).with_partitions(1));
+    specs.push(TopicSpec::compacted(topics.state()));
+    specs.push(TopicSpec::retained(topics.dlq(), 14));
+    specs.push(TopicSpec::retained(topics.signals(), 7).with_partitions(1));
     specs
 }
 
@@ -110,20 +109,15 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let registry = Registry::new();
-    let metrics = Metrics::register(&registry).context("registering metrics")?;
-    let client_metrics = ClientMetrics::register(&registry).context("registering metrics")?;
-    let health = Health::new();
-    health.register("kafka");
-    health.register("poll");
-    let addr = admin::address(settings.metrics.addr, METRICS_PORT);
-    let admin_server =
-        admin::serve(addr, registry.clone(), health.clone(), shutdown.clone()).await?;
+    let service = Service::start(&settings, METRICS_PORT, &["kafka", "poll"], &shutdown).await?;
+    let metrics = Metrics::register(&service.registry).context("registering metrics")?;
+    let client_metrics =
+        ClientMetrics::register(&service.registry).context("registering metrics")?;
 
     // Snapshots leave freed memory in glibc's arenas (core::memory).
     oda_cdc_core::memory::trim_periodically(MEMORY_TRIM_INTERVAL, shutdown.clone());
 
-    let plans = entity_plans(&settings)?;
+    let plans = entity_plans(&settings, &service.topics)?;
     let entities: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();
     metrics.prime(&entities);
     let client = OdaClient::new(
@@ -137,51 +131,42 @@ pub async fn run(
 
     check_metadata(&client, &plans).await?;
     let encoder = encoder_for(&settings, &plans).await?;
+    service
+        .ensure_topics(&topic_specs(&service.topics, &plans))
+        .await?;
 
-    let kafka_admin: AdminClient<DefaultClientContext> = settings
-        .kafka
-        .client_config()
-        .create()
-        .context("creating the Kafka admin client")?;
-    let created = ensure_topics(&kafka_admin, &topic_specs(&settings, &plans))
-        .await
-        .context("creating topics")?;
-    if !created.is_empty() {
-        tracing::info!(count = created.len(), "Topics created.");
-    }
-
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let outcome = run_pipeline(
-            &settings, &options, &plans, &client, &encoder, &metrics, &health, &shutdown,
-        )
-        .await;
-        match outcome {
-            Ok(()) => break,
-            Err(PipelineError::Fatal(error)) => return Err(error.into()),
+    let pipeline = Pipeline {
+        settings: &settings,
+        topics: &service.topics,
+        from: &options.from,
+        plans: &plans,
+        client: &client,
+        encoder: &encoder,
+        metrics: &metrics,
+        health: &service.health,
+        shutdown: &shutdown,
+    };
+    supervise(&service.health, &shutdown, || async {
+        match pipeline.run().await {
+            Ok(()) => Ok(()),
+            Err(PipelineError::Fatal(error)) => Err(SessionEnd::Stop(error.into())),
             Err(PipelineError::Commit(CommitError::Fenced(id))) => {
-                anyhow::bail!(
+                Err(SessionEnd::Stop(anyhow::anyhow!(
                     "another oda-producer with transactional id `{id}` took over; this one stops"
-                )
+                )))
             }
-            Err(error) => {
-                health.set_failed("kafka", error.to_string());
-                tracing::warn!(%error, retry_in = ?backoff, "Pipeline failed; restarting from Kafka's committed state.");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
+            Err(error) => Err(SessionEnd::Restart(error.to_string())),
         }
-    }
-    admin_server.task.abort();
-    Ok(())
+    })
+    .await
 }
 
 /// The configured wire format; with Avro, every entity's schema is
 /// registered first (an incompatible change stops the start, exit 1).
-pub async fn encoder_for(settings: &Settings, plans: &[EntityPlan]) -> anyhow::Result<Encoder> {
+pub(crate) async fn encoder_for(
+    settings: &Settings,
+    plans: &[EntityPlan],
+) -> anyhow::Result<Encoder> {
     match settings.format {
         Format::Json => Ok(Encoder::Json),
         Format::Avro => {
@@ -199,18 +184,22 @@ pub async fn encoder_for(settings: &Settings, plans: &[EntityPlan]) -> anyhow::R
 /// the source does not declare stops the service (exit 1); field
 /// differences are logged, one line each.
 async fn check_metadata(client: &OdaClient, plans: &[EntityPlan]) -> anyhow::Result<()> {
-    let xml = match client.metadata().await {
-        Ok(xml) => xml,
+    let entities: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();
+    let compared = match client.metadata().await {
+        Ok(xml) => oda_model::csdl::differences(&xml, &entities).map_err(anyhow::Error::from),
+        Err(error) => Err(error.into()),
+    };
+    let found = match compared {
+        Ok(found) => found,
         Err(error) => {
             tracing::warn!(%error, "Cannot read $metadata; field names are not checked this start.");
             return Ok(());
         }
     };
-    let entities: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();
-    let (differences, missing) = crate::metadata::differences(&xml, &entities);
-    for line in &differences {
+    for line in &found.fields {
         tracing::warn!(difference = %line, "The source's $metadata differs from the entity model.");
     }
+    let missing = found.missing;
     if !missing.is_empty() {
         anyhow::bail!(
             "the source does not declare these configured entity sets: {} (check `entities`)",
@@ -247,15 +236,15 @@ pub(crate) struct Assembled {
 /// standalone `snapshot`/`rewind` both start this way.
 pub(crate) async fn assemble(
     settings: &Settings,
+    topics: &Topics,
     client: &OdaClient,
     encoder: &Encoder,
     metrics: &Metrics,
     health: &Health,
 ) -> Result<Assembled, PipelineError> {
-    let prefix = &settings.kafka.topic_prefix;
     let state_topics = StateTopics {
-        checkpoints: topics::checkpoint_topic(prefix),
-        state: topics::state_topic(prefix),
+        checkpoints: topics.checkpoints(),
+        state: topics.state(),
     };
     let producer =
         transactional_producer(&settings.kafka, &settings.producer.transactional_id).await?;
@@ -288,8 +277,7 @@ pub(crate) async fn assemble(
         metrics: metrics.clone(),
         health: health.clone(),
         snapshot_ranges: settings.http.max_in_flight.max(1),
-        signals_topic: topics::signals_topic(prefix),
-        dlq_topic: topics::dlq_topic(prefix),
+        topics: topics.clone(),
         encoder: encoder.clone(),
         unknown_logged: Arc::new(Mutex::new(std::collections::HashSet::new())),
     };
@@ -300,82 +288,98 @@ pub(crate) async fn assemble(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_pipeline(
-    settings: &Settings,
-    options: &RunOptions,
-    plans: &[EntityPlan],
-    client: &OdaClient,
-    encoder: &Encoder,
-    metrics: &Metrics,
-    health: &Health,
-    shutdown: &CancellationToken,
-) -> Result<(), PipelineError> {
-    let prefix = &settings.kafka.topic_prefix;
-    let Assembled {
-        shared,
-        checkpoints,
-        committer: mut committer_task,
-    } = assemble(settings, client, encoder, metrics, health).await?;
-    let stop_workers = shutdown.child_token();
-    let mut workers = JoinSet::new();
-    let mut mailboxes = HashMap::new();
-    for plan in plans {
-        let checkpoint = checkpoints.get(&plan.entity).cloned();
-        let (commands, mailbox) = mpsc::channel(16);
-        mailboxes.insert(plan.entity.clone(), commands);
-        workers.spawn(run_entity(
-            shared.clone(),
-            plan.clone(),
-            checkpoint,
-            options.from.clone(),
-            mailbox,
+/// One life of the pipeline: restored from Kafka, a worker per entity,
+/// the signals listener and the committer, until shutdown or a failure.
+struct Pipeline<'a> {
+    settings: &'a Settings,
+    topics: &'a Topics,
+    from: &'a StartFrom,
+    plans: &'a [EntityPlan],
+    client: &'a OdaClient,
+    encoder: &'a Encoder,
+    metrics: &'a Metrics,
+    health: &'a Health,
+    shutdown: &'a CancellationToken,
+}
+
+impl Pipeline<'_> {
+    async fn run(&self) -> Result<(), PipelineError> {
+        let Pipeline {
+            settings,
+            topics,
+            from,
+            plans,
+            client,
+            encoder,
+            metrics,
+            health,
+            shutdown,
+        } = *self;
+        let Assembled {
+            shared,
+            checkpoints,
+            committer: mut committer_task,
+        } = assemble(settings, topics, client, encoder, metrics, health).await?;
+        let stop_workers = shutdown.child_token();
+        let mut workers = JoinSet::new();
+        let mut mailboxes = HashMap::new();
+        for plan in plans {
+            let checkpoint = checkpoints.get(&plan.entity).cloned();
+            let (commands, mailbox) = mpsc::channel(16);
+            mailboxes.insert(plan.entity.clone(), commands);
+            workers.spawn(run_entity(
+                shared.clone(),
+                plan.clone(),
+                checkpoint,
+                from.clone(),
+                mailbox,
+                stop_workers.clone(),
+            ));
+        }
+        drop(shared);
+        let listener = tokio::spawn(crate::signals::listen(
+            settings.kafka.clone(),
+            topics.signals(),
+            settings.producer.transactional_id.clone(),
+            mailboxes,
             stop_workers.clone(),
         ));
-    }
-    drop(shared);
-    let listener = tokio::spawn(crate::signals::listen(
-        settings.kafka.clone(),
-        topics::signals_topic(prefix),
-        settings.producer.transactional_id.clone(),
-        mailboxes,
-        stop_workers.clone(),
-    ));
-    let result = loop {
-        tokio::select! {
-            committed = &mut committer_task => {
-                // The committer only ends early on a failed transaction.
-                stop_workers.cancel();
-                break match committed {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(PipelineError::Commit(e)),
-                    Err(e) => Err(PipelineError::Task(e.to_string())),
-                };
-            }
-            joined = workers.join_next() => match joined {
-                None => break Ok(()),
-                Some(Ok(Ok(()))) => {}
-                Some(Ok(Err(WorkerError::Commit(e)))) => {
+        let result = loop {
+            tokio::select! {
+                committed = &mut committer_task => {
+                    // The committer only ends early on a failed transaction.
                     stop_workers.cancel();
-                    break Err(PipelineError::Commit(e));
+                    break match committed {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(PipelineError::Commit(e)),
+                        Err(e) => Err(PipelineError::Task(e.to_string())),
+                    };
                 }
-                Some(Ok(Err(e))) => {
-                    stop_workers.cancel();
-                    break Err(PipelineError::Fatal(e));
-                }
-                Some(Err(e)) => {
-                    stop_workers.cancel();
-                    break Err(PipelineError::Task(e.to_string()));
+                joined = workers.join_next() => match joined {
+                    None => break Ok(()),
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(WorkerError::Commit(e)))) => {
+                        stop_workers.cancel();
+                        break Err(PipelineError::Commit(e));
+                    }
+                    Some(Ok(Err(e))) => {
+                        stop_workers.cancel();
+                        break Err(PipelineError::Fatal(e));
+                    }
+                    Some(Err(e)) => {
+                        stop_workers.cancel();
+                        break Err(PipelineError::Task(e.to_string()));
+                    }
                 }
             }
+        };
+        // Let workers finish their current page and the committer its queue.
+        stop_workers.cancel();
+        while workers.join_next().await.is_some() {}
+        listener.abort();
+        if !committer_task.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(8), &mut committer_task).await;
         }
-    };
-    // Let workers finish their current page and the committer its queue.
-    stop_workers.cancel();
-    while workers.join_next().await.is_some() {}
-    listener.abort();
-    if !committer_task.is_finished() {
-        let _ = tokio::time::timeout(Duration::from_secs(8), &mut committer_task).await;
+        result
     }
-    result
 }

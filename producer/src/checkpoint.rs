@@ -1,4 +1,4 @@
-//! Per-entity checkpoints (SPEC §3: compacted topic, key = entity set name,
+//! Per-entity checkpoints (contract.md#topics: compacted topic, key = entity set name,
 //! value versioned `"v": 1`).
 //!
 //! A checkpoint says how far the entity's change stream is read — the
@@ -172,8 +172,8 @@ impl Checkpoint {
 /// Whether `a` is later than `b` in `(opdateringsdato, id)` order. Literals
 /// with different fraction lengths compare by their parsed time.
 pub fn cursor_after(a: &Cursor, b: &Cursor) -> bool {
-    let ta = oda_cdc_core::odatime::parse_local(&a.opdateringsdato).ok();
-    let tb = oda_cdc_core::odatime::parse_local(&b.opdateringsdato).ok();
+    let ta = oda_model::odatime::parse_local(&a.opdateringsdato).ok();
+    let tb = oda_model::odatime::parse_local(&b.opdateringsdato).ok();
     match (ta, tb) {
         (Some(ta), Some(tb)) => (ta, a.id) > (tb, b.id),
         _ => true,

@@ -1,23 +1,28 @@
-//! Command-line arguments (SPEC §9).
+//! The command line (contract.md#command-lines): flags, and what each
+//! command runs.
+
+use std::process::ExitCode;
 
 use chrono::NaiveDateTime;
 use clap::{Parser, Subcommand};
-use oda_cdc_core::cli::ConfigArgs;
+use oda_cdc_core::cli::{ConfigArgs, Failure, run_to_exit};
+use oda_cdc_core::config::{ConfigError, Origin};
 
+use crate::app::{self, RunOptions};
 use crate::worker::StartFrom;
 
 /// Change data capture from Folketingets Åbne Data (oda.ft.dk) into Kafka.
 #[derive(Debug, Parser)]
 #[command(name = "oda-producer", version)]
-pub struct Args {
+struct Args {
     #[command(flatten)]
-    pub config: ConfigArgs,
+    config: ConfigArgs,
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Run the service: snapshot new entities, then poll every interval.
     Run {
         /// Where entities without a checkpoint start: `beginning` (snapshot),
@@ -54,14 +59,66 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SchemasCommand {
+enum SchemasCommand {
     /// Register every entity's change-event schema (`<topic>-value`) and
     /// report incompatibilities with the registry's reason.
     Register,
 }
 
+/// The whole `oda-producer` binary: flags, configuration (exit 2 on a bad
+/// key), logging, then the command; exit codes of contract.md#exit-codes.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    run_to_exit(run(args))
+}
+
+async fn run(args: Args) -> Result<(), Failure> {
+    let settings = args.config.load()?;
+    oda_cdc_core::telemetry::init(settings.log.format);
+    let topics = settings.topics();
+    // Entity names are checked before anything starts: a typo is a
+    // configuration error (exit 2), not a runtime failure.
+    let plans = app::entity_plans(&settings, &topics).map_err(|e| {
+        Failure::Config(ConfigError::InvalidValue {
+            key: "entities".into(),
+            origin: Origin::Merged,
+            message: e.to_string(),
+        })
+    })?;
+    match args.command {
+        Command::Run { from } => {
+            let shutdown = oda_cdc_core::shutdown::on_signals();
+            app::run(settings, RunOptions::from(from), shutdown).await?;
+        }
+        Command::Snapshot { entities, since } => {
+            crate::requests::snapshot(settings, &topics, entities, since).await?;
+        }
+        Command::Rewind { entity, to } => {
+            crate::requests::rewind(settings, &topics, entity, to).await?;
+        }
+        Command::Schemas {
+            command: SchemasCommand::Register,
+        } => {
+            let client = settings
+                .schema_registry
+                .client()
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let entities: Vec<(String, String)> = plans
+                .iter()
+                .map(|p| (p.entity.clone(), p.topic.clone()))
+                .collect();
+            crate::encode::register(&client, &entities)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            println!("{} schemas registered.", entities.len());
+        }
+        Command::Status => crate::status::print(&settings, &topics).await?,
+    }
+    Ok(())
+}
+
 /// Parses `--from`.
-pub fn parse_from(text: &str) -> Result<StartFrom, String> {
+fn parse_from(text: &str) -> Result<StartFrom, String> {
     match text {
         "beginning" => Ok(StartFrom::Beginning),
         "now" => Ok(StartFrom::Now),
@@ -69,9 +126,9 @@ pub fn parse_from(text: &str) -> Result<StartFrom, String> {
     }
 }
 
-/// SPEC §9's `<time>` (see [`oda_cdc_core::odatime::parse_user_time`]).
-pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
-    oda_cdc_core::odatime::parse_user_time(text).map_err(|_| {
+/// A `<time>` of contract.md#command-lines (see [`oda_model::odatime::parse_user_time`]).
+pub(crate) fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
+    oda_model::odatime::parse_user_time(text).map_err(|_| {
         format!(
             "`{text}` is not `beginning`, `now` or a time like 2026-10-25T02:30:00 or 2026-10-25T00:30:00Z"
         )

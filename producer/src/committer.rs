@@ -20,29 +20,29 @@ use crate::state::IdState;
 
 /// One record to write.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub topic: String,
-    pub key: String,
+pub(crate) struct Outgoing {
+    pub(crate) topic: String,
+    pub(crate) key: String,
     /// `None` writes a tombstone.
-    pub payload: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, String)>,
+    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 /// What a worker hands over: records, state changes and checkpoint
 /// updates that must become visible together.
 #[derive(Debug)]
-pub struct Batch {
-    pub entity: String,
-    pub records: Vec<Outgoing>,
+pub(crate) struct Batch {
+    pub(crate) entity: String,
+    pub(crate) records: Vec<Outgoing>,
     /// id → new hash (`None`: the id is gone).
-    pub state: Vec<(i64, Option<String>)>,
-    pub checkpoint: Vec<Update>,
-    pub done: oneshot::Sender<Result<(), CommitError>>,
+    pub(crate) state: Vec<(i64, Option<String>)>,
+    pub(crate) checkpoint: Vec<Update>,
+    pub(crate) done: oneshot::Sender<Result<(), CommitError>>,
 }
 
 /// Why a transaction did not commit.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum CommitError {
+pub(crate) enum CommitError {
     #[error("another producer with transactional id {0} took over (fenced)")]
     Fenced(String),
     #[error("Kafka transaction failed: {0}")]
@@ -53,9 +53,9 @@ pub enum CommitError {
 
 /// Topic names the committer writes besides the records' own.
 #[derive(Debug, Clone)]
-pub struct StateTopics {
-    pub checkpoints: String,
-    pub state: String,
+pub(crate) struct StateTopics {
+    pub(crate) checkpoints: String,
+    pub(crate) state: String,
 }
 
 /// Limits of one transaction.
@@ -65,7 +65,7 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Creates the transactional producer and fences any earlier instance
 /// with the same id (aborting its open transaction).
-pub async fn transactional_producer(
+pub(crate) async fn transactional_producer(
     kafka: &KafkaSettings,
     transactional_id: &str,
 ) -> Result<FutureProducer<LogContext>, CommitError> {
@@ -83,7 +83,7 @@ fn classify(error: &KafkaError, transactional_id: &str) -> CommitError {
 }
 
 /// Owns the producer and the authoritative checkpoints.
-pub struct Committer {
+pub(crate) struct Committer {
     producer: FutureProducer<LogContext>,
     transactional_id: String,
     topics: StateTopics,
@@ -100,7 +100,7 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    pub fn new(
+    pub(crate) fn new(
         producer: FutureProducer<LogContext>,
         transactional_id: &str,
         topics: StateTopics,
@@ -119,7 +119,7 @@ impl Committer {
     /// Commits batches until the channel closes. The first failure ends the
     /// run (every waiting worker hears of it); the caller restarts the
     /// pipeline from what Kafka holds.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> Result<(), CommitError> {
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> Result<(), CommitError> {
         while let Some(first) = rx.recv().await {
             let mut group = vec![first];
             let mut records = group[0].records.len();
@@ -294,10 +294,5 @@ impl Committer {
                 Err((e, _)) => return Err(classify(&e, &self.transactional_id)),
             }
         }
-    }
-
-    /// The checkpoints as committed so far.
-    pub fn checkpoints(&self) -> &HashMap<String, Checkpoint> {
-        &self.checkpoints
     }
 }

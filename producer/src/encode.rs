@@ -7,32 +7,32 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use oda_cdc_core::avro::{envelope_schema, event_to_avro, render};
-use oda_cdc_core::event::{ChangeEvent, headers};
-use oda_cdc_core::model;
 use oda_cdc_core::registry::{RegistryClient, RegistryError};
+use oda_model::avro::{envelope_schema, event_to_avro, render};
+use oda_model::entity::entity_set;
+use oda_model::event::{ChangeEvent, headers};
 
 /// One entity's registered envelope schema.
 #[derive(Debug)]
-pub struct Registered {
+pub(crate) struct Registered {
     id: u32,
     schema: apache_avro::Schema,
 }
 
 /// The configured wire format.
 #[derive(Debug, Clone)]
-pub enum Encoder {
+pub(crate) enum Encoder {
     Json,
     Avro(Arc<HashMap<String, Registered>>),
 }
 
 /// Why an event could not be encoded.
 #[derive(Debug, thiserror::Error)]
-pub enum EncodeError {
+pub(crate) enum EncodeError {
     /// The record does not fit its schema (a type changed at the source):
     /// dead-letter it with its raw JSON.
     #[error(transparent)]
-    Data(#[from] oda_cdc_core::avro::AvroError),
+    Data(#[from] oda_model::avro::AvroError),
     #[error("no schema registered for entity {0}")]
     NoSchema(String),
     #[error("Avro writer: {0}")]
@@ -41,7 +41,7 @@ pub enum EncodeError {
 
 /// Why schemas could not be registered.
 #[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
+pub(crate) enum SchemaError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("generated schema for {entity} does not parse: {message}")]
@@ -49,19 +49,19 @@ pub enum SchemaError {
 }
 
 /// The subject of an entity topic's values (TopicNameStrategy).
-pub fn subject(topic: &str) -> String {
+pub(crate) fn subject(topic: &str) -> String {
     format!("{topic}-value")
 }
 
 /// Registers every entity's envelope schema under `<topic>-value`; an
 /// incompatible change stops with the subject and the registry's reason.
-pub async fn register(
+pub(crate) async fn register(
     client: &RegistryClient,
     entities: &[(String, String)],
 ) -> Result<Encoder, SchemaError> {
     let mut registered = HashMap::new();
     for (entity, topic) in entities {
-        let Some(set) = model::entity_set(entity) else {
+        let Some(set) = entity_set(entity) else {
             continue;
         };
         let text = render(&envelope_schema(set));
@@ -77,21 +77,21 @@ pub async fn register(
 }
 
 impl Encoder {
-    pub fn content_type(&self) -> &'static str {
+    pub(crate) fn content_type(&self) -> &'static str {
         match self {
             Encoder::Json => headers::JSON,
             Encoder::Avro(_) => headers::AVRO,
         }
     }
 
-    pub fn encode(&self, event: &ChangeEvent) -> Result<Vec<u8>, EncodeError> {
+    pub(crate) fn encode(&self, event: &ChangeEvent) -> Result<Vec<u8>, EncodeError> {
         match self {
             Encoder::Json => Ok(event.to_json()),
             Encoder::Avro(schemas) => {
                 let registered = schemas
                     .get(&event.entity)
                     .ok_or_else(|| EncodeError::NoSchema(event.entity.clone()))?;
-                let set = model::entity_set(&event.entity)
+                let set = entity_set(&event.entity)
                     .ok_or_else(|| EncodeError::NoSchema(event.entity.clone()))?;
                 let value = event_to_avro(event, set)?;
                 let datum =

@@ -20,7 +20,7 @@ const TOMBSTONE: HashPrefix = HashPrefix::MAX;
 const MIN_MERGE: usize = 4096;
 
 #[derive(Debug, Default)]
-pub struct IdTable {
+pub(crate) struct IdTable {
     ids: Vec<u32>,
     hashes: Vec<HashPrefix>,
     /// Live (not tombstoned) entries of the sorted part.
@@ -31,7 +31,7 @@ pub struct IdTable {
 
 /// A real prefix equal to the tombstone is stored one lower: it then
 /// matches a hash it should not with probability 2⁻⁶⁴.
-pub fn storable(hash: HashPrefix) -> HashPrefix {
+pub(crate) fn storable(hash: HashPrefix) -> HashPrefix {
     hash.min(TOMBSTONE - 1)
 }
 
@@ -40,7 +40,7 @@ impl IdTable {
         self.ids.binary_search(&id).ok()
     }
 
-    pub fn get(&self, id: i64) -> Option<HashPrefix> {
+    pub(crate) fn get(&self, id: i64) -> Option<HashPrefix> {
         let Ok(small) = u32::try_from(id) else {
             return self.other.get(&id).copied();
         };
@@ -52,7 +52,7 @@ impl IdTable {
             .filter(|h| *h != TOMBSTONE)
     }
 
-    pub fn insert(&mut self, id: i64, hash: HashPrefix) {
+    pub(crate) fn insert(&mut self, id: i64, hash: HashPrefix) {
         let hash = storable(hash);
         let Ok(small) = u32::try_from(id) else {
             self.other.insert(id, hash);
@@ -75,7 +75,7 @@ impl IdTable {
         }
     }
 
-    pub fn remove(&mut self, id: i64) {
+    pub(crate) fn remove(&mut self, id: i64) {
         let Ok(small) = u32::try_from(id) else {
             self.other.remove(&id);
             return;
@@ -89,16 +89,12 @@ impl IdTable {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sorted_live + self.recent.len() + self.other.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Every id, ascending.
-    pub fn ids(&self) -> Vec<i64> {
+    pub(crate) fn ids(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = Vec::with_capacity(self.len());
         ids.extend(
             self.ids

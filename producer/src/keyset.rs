@@ -21,22 +21,23 @@
 //! without trusting any page size.
 
 use chrono::{Duration, NaiveDateTime};
-use oda_cdc_core::oda::{Page, Query};
-use oda_cdc_core::odatime::{format_literal, parse_local};
+use oda_cdc_core::oda::Page;
+use oda_model::odata::Query;
+use oda_model::odatime::{format_literal, parse_local};
 use serde_json::{Map, Value};
 
 /// `$top` of every page request: more than any server page.
-pub const REQUEST_TOP: u32 = 1000;
+pub(crate) const REQUEST_TOP: u32 = 1000;
 
 /// The field the change cursor follows.
-pub const TIMESTAMP: &str = "opdateringsdato";
+pub(crate) const TIMESTAMP: &str = "opdateringsdato";
 
 fn literal(t: NaiveDateTime) -> String {
     format!("datetime'{}'", format_literal(t))
 }
 
 /// Rows shown at exactly `at`, with an id above `after` (all when `None`).
-pub fn tie_query(at: NaiveDateTime, after: Option<i64>) -> Query {
+pub(crate) fn tie_query(at: NaiveDateTime, after: Option<i64>) -> Query {
     let ms = Duration::milliseconds(1);
     let mut filter = format!(
         "{TIMESTAMP} gt {} and {TIMESTAMP} lt {}",
@@ -53,7 +54,7 @@ pub fn tie_query(at: NaiveDateTime, after: Option<i64>) -> Query {
 }
 
 /// Rows shown later than `at`.
-pub fn advance_query(at: NaiveDateTime) -> Query {
+pub(crate) fn advance_query(at: NaiveDateTime) -> Query {
     let filter = format!("{TIMESTAMP} ge {}", literal(at + Duration::milliseconds(1)));
     Query::default()
         .filter(filter)
@@ -62,7 +63,7 @@ pub fn advance_query(at: NaiveDateTime) -> Query {
 }
 
 /// Ids in `(after, to]`, for snapshots and reconciliation.
-pub fn id_range_query(after: i64, to: i64) -> Query {
+pub(crate) fn id_range_query(after: i64, to: i64) -> Query {
     Query::default()
         .filter(format!("id gt {after} and id le {to}"))
         .orderby("id")
@@ -71,7 +72,7 @@ pub fn id_range_query(after: i64, to: i64) -> Query {
 
 /// Ids in `(after, to]` shown at `since` or later (a backfill with
 /// `--since`); the date condition is a range, never an `eq`.
-pub fn id_range_since_query(after: i64, to: i64, since: NaiveDateTime) -> Query {
+pub(crate) fn id_range_since_query(after: i64, to: i64, since: NaiveDateTime) -> Query {
     let filter = format!(
         "id gt {after} and id le {to} and {TIMESTAMP} gt {}",
         literal(since - Duration::milliseconds(1))
@@ -83,7 +84,7 @@ pub fn id_range_since_query(after: i64, to: i64, since: NaiveDateTime) -> Query 
 }
 
 /// Checks that every row of a `--since` page is shown at `since` or later.
-pub fn check_since(keys: &[RowKey], since: NaiveDateTime) -> Result<(), Violation> {
+pub(crate) fn check_since(keys: &[RowKey], since: NaiveDateTime) -> Result<(), Violation> {
     for key in keys {
         if key
             .at
@@ -104,15 +105,15 @@ pub fn check_since(keys: &[RowKey], since: NaiveDateTime) -> Result<(), Violatio
 
 /// A record's id and shown timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowKey {
-    pub id: i64,
-    pub literal: Option<String>,
-    pub at: Option<NaiveDateTime>,
+pub(crate) struct RowKey {
+    pub(crate) id: i64,
+    pub(crate) literal: Option<String>,
+    pub(crate) at: Option<NaiveDateTime>,
 }
 
 /// A page that breaks what was asked: the cycle stops, the cursor stays.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Violation {
+pub(crate) enum Violation {
     #[error("page has {rows} rows, more than the {top} asked for")]
     TooLong { rows: usize, top: u32 },
     #[error("row {index} has no integer id")]
@@ -126,7 +127,7 @@ pub enum Violation {
 }
 
 /// Reads a record's key fields.
-pub fn row_key(index: usize, record: &Map<String, Value>) -> Result<RowKey, Violation> {
+pub(crate) fn row_key(index: usize, record: &Map<String, Value>) -> Result<RowKey, Violation> {
     let id = record
         .get("id")
         .and_then(Value::as_i64)
@@ -166,7 +167,7 @@ fn keys(page: &Page) -> Result<Vec<RowKey>, Violation> {
 }
 
 /// Checks a tie page: every row shown at `at`, ids above `after`, rising.
-pub fn check_tie(
+pub(crate) fn check_tie(
     page: &Page,
     at: NaiveDateTime,
     after: Option<i64>,
@@ -200,7 +201,7 @@ pub fn check_tie(
 }
 
 /// Checks an advance page: every row later than `at`, in `(time, id)` order.
-pub fn check_advance(page: &Page, at: NaiveDateTime) -> Result<Vec<RowKey>, Violation> {
+pub(crate) fn check_advance(page: &Page, at: NaiveDateTime) -> Result<Vec<RowKey>, Violation> {
     let keys = keys(page)?;
     let mut last: Option<(NaiveDateTime, i64)> = None;
     for key in &keys {
@@ -229,7 +230,7 @@ pub fn check_advance(page: &Page, at: NaiveDateTime) -> Result<Vec<RowKey>, Viol
 }
 
 /// Checks an id-range page: ids in `(after, to]`, rising.
-pub fn check_id_range(page: &Page, after: i64, to: i64) -> Result<Vec<RowKey>, Violation> {
+pub(crate) fn check_id_range(page: &Page, after: i64, to: i64) -> Result<Vec<RowKey>, Violation> {
     let keys = keys(page)?;
     let mut last = after;
     for key in &keys {
@@ -248,7 +249,7 @@ pub fn check_id_range(page: &Page, after: i64, to: i64) -> Result<Vec<RowKey>, V
 }
 
 /// More rows follow this page: the server cut it, or it is full.
-pub fn has_more(page: &Page) -> bool {
+pub(crate) fn has_more(page: &Page) -> bool {
     page.next_link.is_some() || page.records.len() >= REQUEST_TOP as usize
 }
 

@@ -1,25 +1,25 @@
-//! The producer's metrics (SPEC §7 names), registered once into the
+//! The producer's metrics (names as contract.md#metrics fixes them), registered once into the
 //! registry the admin server exposes.
 
 use oda_cdc_core::metrics::{counter_vec, dead_letters, gauge_vec, histogram_vec, transactions};
 use prometheus::{GaugeVec, HistogramVec, IntCounterVec, Registry};
 
 #[derive(Debug, Clone)]
-pub struct Metrics {
-    pub published: IntCounterVec,
-    pub skipped: IntCounterVec,
-    pub polls: IntCounterVec,
-    pub poll_duration: HistogramVec,
-    pub source_lag: GaugeVec,
-    pub last_success: GaugeVec,
-    pub completeness: GaugeVec,
-    pub transactions: IntCounterVec,
-    pub dlq: IntCounterVec,
-    pub unknown_fields: IntCounterVec,
+pub(crate) struct Metrics {
+    pub(crate) published: IntCounterVec,
+    pub(crate) skipped: IntCounterVec,
+    pub(crate) polls: IntCounterVec,
+    pub(crate) poll_duration: HistogramVec,
+    pub(crate) source_lag: GaugeVec,
+    pub(crate) last_success: GaugeVec,
+    pub(crate) completeness: GaugeVec,
+    pub(crate) transactions: IntCounterVec,
+    pub(crate) dlq: IntCounterVec,
+    pub(crate) unknown_fields: IntCounterVec,
 }
 
 impl Metrics {
-    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+    pub(crate) fn register(registry: &Registry) -> prometheus::Result<Self> {
         Ok(Self {
             published: counter_vec(
                 registry,
@@ -77,7 +77,7 @@ impl Metrics {
 
     /// Creates the series alerts watch at zero, so `increase()` and
     /// `absent()` see them before the first event.
-    pub fn prime(&self, entities: &[String]) {
+    pub(crate) fn prime(&self, entities: &[String]) {
         for outcome in ["committed", "aborted"] {
             self.transactions.with_label_values(&[outcome]);
         }

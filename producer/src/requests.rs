@@ -11,10 +11,10 @@ use oda_cdc_core::config::Settings;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::LogContext;
 use oda_cdc_core::oda::{ClientMetrics, ClientTuning, OdaClient};
-use oda_cdc_core::odatime::format_literal;
 use oda_cdc_core::progress::Progress;
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_cdc_core::topics;
+use oda_model::odatime::format_literal;
+use oda_model::topics::Topics;
 use prometheus::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -30,11 +30,18 @@ fn request_id(kind: &str) -> String {
     format!("{kind}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
 }
 
-fn plans_for(settings: &Settings, entities: &[String]) -> anyhow::Result<Vec<EntityPlan>> {
-    let all = entity_plans(&Settings {
-        entities: None,
-        ..settings.clone()
-    })?;
+fn plans_for(
+    settings: &Settings,
+    topics: &Topics,
+    entities: &[String],
+) -> anyhow::Result<Vec<EntityPlan>> {
+    let all = entity_plans(
+        &Settings {
+            entities: None,
+            ..settings.clone()
+        },
+        topics,
+    )?;
     entities
         .iter()
         .map(|name| {
@@ -54,13 +61,13 @@ fn plans_for(settings: &Settings, entities: &[String]) -> anyhow::Result<Vec<Ent
 }
 
 /// Writes one request to the signals topic; returns its offset.
-async fn send_signal(settings: &Settings, signal: &Signal) -> anyhow::Result<i64> {
+async fn send_signal(settings: &Settings, topics: &Topics, signal: &Signal) -> anyhow::Result<i64> {
     let producer: FutureProducer<LogContext> = settings
         .kafka
         .producer_config(None)
         .create_with_context(LogContext)
         .context("creating a Kafka producer")?;
-    let topic = topics::signals_topic(&settings.kafka.topic_prefix);
+    let topic = topics.signals();
     let payload = signal.to_json();
     let delivery = producer
         .send(
@@ -74,12 +81,13 @@ async fn send_signal(settings: &Settings, signal: &Signal) -> anyhow::Result<i64
 }
 
 /// `oda-producer snapshot --entities … [--since …]`.
-pub async fn snapshot(
+pub(crate) async fn snapshot(
     settings: Settings,
+    topics: &Topics,
     entities: Vec<String>,
     since: Option<NaiveDateTime>,
 ) -> anyhow::Result<()> {
-    let plans = plans_for(&settings, &entities)?;
+    let plans = plans_for(&settings, topics, &entities)?;
     let names: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();
     let id = request_id("backfill");
     let since_text = since.map(format_literal);
@@ -95,9 +103,9 @@ pub async fn snapshot(
             entities: names.clone(),
             since: since_text,
         };
-        let offset = send_signal(&settings, &signal).await?;
+        let offset = send_signal(&settings, topics, &signal).await?;
         eprintln!("Backfill {id} requested from the running service; following its progress.");
-        follow(&settings, &id, offset, &names, &progress).await
+        follow(&settings, topics, &id, offset, &names, &progress).await
     } else {
         eprintln!(
             "No service is running: backfilling here as {}.",
@@ -113,13 +121,18 @@ pub async fn snapshot(
                 (p, command)
             })
             .collect();
-        run_here(&settings, commands, &id, Some(&progress)).await
+        run_here(&settings, topics, commands, &id, Some(&progress)).await
     }
 }
 
 /// `oda-producer rewind --entity E --to <time>`.
-pub async fn rewind(settings: Settings, entity: String, to: NaiveDateTime) -> anyhow::Result<()> {
-    let plan = plans_for(&settings, std::slice::from_ref(&entity))?.remove(0);
+pub(crate) async fn rewind(
+    settings: Settings,
+    topics: &Topics,
+    entity: String,
+    to: NaiveDateTime,
+) -> anyhow::Result<()> {
+    let plan = plans_for(&settings, topics, std::slice::from_ref(&entity))?.remove(0);
     let id = request_id("rewind");
     let target = format_literal(to);
     let running = {
@@ -134,15 +147,15 @@ pub async fn rewind(settings: Settings, entity: String, to: NaiveDateTime) -> an
             entity: plan.entity.clone(),
             to: target.clone(),
         };
-        let offset = send_signal(&settings, &signal).await?;
+        let offset = send_signal(&settings, topics, &signal).await?;
         // The service acknowledges in the transaction that moves the cursor.
-        follow(&settings, &id, offset, &names, &Progress::silent()).await?;
+        follow(&settings, topics, &id, offset, &names, &Progress::silent()).await?;
     } else {
         let command = Command::Rewind {
             id: id.clone(),
             to: target.clone(),
         };
-        run_here(&settings, vec![(plan.clone(), command)], &id, None).await?;
+        run_here(&settings, topics, vec![(plan.clone(), command)], &id, None).await?;
     }
     eprintln!(
         "{}: cursor rewound to {target}; the next cycle re-reads from there.",
@@ -154,12 +167,13 @@ pub async fn rewind(settings: Settings, entity: String, to: NaiveDateTime) -> an
 /// Reads the signals topic from `offset` until every entity reports done.
 async fn follow(
     settings: &Settings,
+    topics: &Topics,
     id: &str,
     offset: i64,
     entities: &[String],
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    let topic = topics::signals_topic(&settings.kafka.topic_prefix);
+    let topic = topics.signals();
     let mut config = settings.kafka.consumer_config(&format!("{id}-follower"));
     config.set("enable.partition.eof", "false");
     let consumer: BaseConsumer<LogContext> = config.create_with_context(LogContext)?;
@@ -208,6 +222,7 @@ async fn follow(
 /// this one rather than both writing), then exits.
 async fn run_here(
     settings: &Settings,
+    topics: &Topics,
     commands: Vec<(EntityPlan, Command)>,
     id: &str,
     progress: Option<&Progress>,
@@ -222,11 +237,10 @@ async fn run_here(
         ClientMetrics::register(&registry)?,
     )
     .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
-    let prefix = &settings.kafka.topic_prefix;
     // Progress records land after the current end of the signals topic.
     let follow_from = {
         let kafka = settings.kafka.clone();
-        let topic = topics::signals_topic(prefix);
+        let topic = topics.signals();
         tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
             let consumer: BaseConsumer<LogContext> =
                 kafka.client_config().create_with_context(LogContext)?;
@@ -242,7 +256,15 @@ async fn run_here(
         shared,
         checkpoints,
         committer,
-    } = assemble(settings, &client, &encoder, &metrics, &Health::new()).await?;
+    } = assemble(
+        settings,
+        topics,
+        &client,
+        &encoder,
+        &metrics,
+        &Health::new(),
+    )
+    .await?;
     let mut names = Vec::new();
     let mut tasks = Vec::new();
     for (mut plan, command) in commands {
@@ -268,7 +290,7 @@ async fn run_here(
     drop(shared);
     let following = async {
         match progress {
-            Some(progress) => follow(settings, id, follow_from, &names, progress).await,
+            Some(progress) => follow(settings, topics, id, follow_from, &names, progress).await,
             None => Ok(()),
         }
     };

@@ -76,7 +76,7 @@ fn read_to_end(
 }
 
 /// The latest checkpoint of every entity.
-pub fn checkpoints(
+pub(crate) fn checkpoints(
     kafka: &KafkaSettings,
     topic: &str,
 ) -> Result<HashMap<String, Checkpoint>, RestoreError> {
@@ -95,7 +95,7 @@ pub fn checkpoints(
 }
 
 /// The last published hash of every id.
-pub fn id_state(kafka: &KafkaSettings, topic: &str) -> Result<IdState, RestoreError> {
+pub(crate) fn id_state(kafka: &KafkaSettings, topic: &str) -> Result<IdState, RestoreError> {
     let mut state = IdState::new();
     let read = read_to_end(kafka, topic, |key, value| {
         if let Some((entity, id)) = IdState::parse_key(key) {

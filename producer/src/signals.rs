@@ -1,4 +1,4 @@
-//! The signals topic (SPEC §3): how `oda-producer snapshot` and `rewind`
+//! The signals topic (contract.md#topics): how `oda-producer snapshot` and `rewind`
 //! ask a running service for work, and how the service reports progress.
 //!
 //! Requests are plain records; progress records are written inside the
@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 /// One record of the signals topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Signal {
+pub(crate) enum Signal {
     /// Re-read these entities (all rows, or those changed since a local
     /// time) and publish every row as `r`.
     Backfill {
@@ -47,26 +47,29 @@ pub enum Signal {
 }
 
 impl Signal {
-    pub fn to_json(&self) -> Vec<u8> {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 }
 
 /// What a worker is asked to do between its polls.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Backfill { id: String, since: Option<String> },
     Rewind { id: String, to: String },
 }
 
 /// The consumer group the service reads requests with: its members show
 /// that a service is running.
-pub fn group(transactional_id: &str) -> String {
+pub(crate) fn group(transactional_id: &str) -> String {
     format!("{transactional_id}-signals")
 }
 
 /// Whether a service with this identity is running (its group has members).
-pub fn service_running(kafka: &KafkaSettings, transactional_id: &str) -> anyhow::Result<bool> {
+pub(crate) fn service_running(
+    kafka: &KafkaSettings,
+    transactional_id: &str,
+) -> anyhow::Result<bool> {
     let consumer: BaseConsumer<LogContext> =
         kafka.client_config().create_with_context(LogContext)?;
     let groups =
@@ -77,7 +80,7 @@ pub fn service_running(kafka: &KafkaSettings, transactional_id: &str) -> anyhow:
 /// Reads requests and hands them to the entity workers until `shutdown`.
 /// A request is acknowledged (offset committed) once dispatched; the work
 /// itself is resumable from the checkpoint.
-pub async fn listen(
+pub(crate) async fn listen(
     kafka: KafkaSettings,
     topic: String,
     transactional_id: String,

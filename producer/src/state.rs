@@ -1,4 +1,4 @@
-//! What the producer last published per id (SPEC §3's state topic), kept
+//! What the producer last published per id (contract.md#topics: the state topic), kept
 //! in memory: the content hash decides "skip" (unchanged) and the presence
 //! of an id decides `c` or `u`.
 //!
@@ -12,22 +12,22 @@ use std::collections::HashMap;
 use crate::id_table::IdTable;
 
 /// The remembered part of a content hash.
-pub type HashPrefix = u64;
+pub(crate) type HashPrefix = u64;
 
 /// Reads the 64-bit prefix of a lowercase hex SHA-256.
-pub fn prefix(hex: &str) -> Option<HashPrefix> {
+pub(crate) fn prefix(hex: &str) -> Option<HashPrefix> {
     hex.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok())
 }
 
 /// Published state of every id of every entity.
 #[derive(Debug, Default)]
-pub struct IdState {
+pub(crate) struct IdState {
     entities: HashMap<String, IdTable>,
 }
 
 /// What publishing a record amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Same content as last published: skip.
     Unchanged,
     /// Never published: `c`.
@@ -37,22 +37,22 @@ pub enum Decision {
 }
 
 impl IdState {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The state topic's key: `<entity>:<id>`.
-    pub fn key(entity: &str, id: i64) -> String {
+    pub(crate) fn key(entity: &str, id: i64) -> String {
         format!("{entity}:{id}")
     }
 
     /// Splits a state-topic key back.
-    pub fn parse_key(key: &str) -> Option<(&str, i64)> {
+    pub(crate) fn parse_key(key: &str) -> Option<(&str, i64)> {
         let (entity, id) = key.rsplit_once(':')?;
         Some((entity, id.parse().ok()?))
     }
 
-    pub fn decide(&self, entity: &str, id: i64, hash: &str) -> Decision {
+    pub(crate) fn decide(&self, entity: &str, id: i64, hash: &str) -> Decision {
         match self.entities.get(entity).and_then(|m| m.get(id)) {
             None => Decision::New,
             Some(old) if Some(old) == prefix(hash).map(crate::id_table::storable) => {
@@ -62,13 +62,7 @@ impl IdState {
         }
     }
 
-    pub fn contains(&self, entity: &str, id: i64) -> bool {
-        self.entities
-            .get(entity)
-            .is_some_and(|m| m.get(id).is_some())
-    }
-
-    pub fn set(&mut self, entity: &str, id: i64, hash: &str) {
+    pub(crate) fn set(&mut self, entity: &str, id: i64, hash: &str) {
         if let Some(p) = prefix(hash) {
             self.entities
                 .entry(entity.to_owned())
@@ -77,25 +71,25 @@ impl IdState {
         }
     }
 
-    pub fn remove(&mut self, entity: &str, id: i64) {
+    pub(crate) fn remove(&mut self, entity: &str, id: i64) {
         if let Some(m) = self.entities.get_mut(entity) {
             m.remove(id);
         }
     }
 
     /// Every id published for an entity (for delete detection).
-    pub fn ids(&self, entity: &str) -> Vec<i64> {
+    pub(crate) fn ids(&self, entity: &str) -> Vec<i64> {
         self.entities
             .get(entity)
             .map(IdTable::ids)
             .unwrap_or_default()
     }
 
-    pub fn len(&self, entity: &str) -> usize {
+    pub(crate) fn len(&self, entity: &str) -> usize {
         self.entities.get(entity).map_or(0, IdTable::len)
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.entities.values().map(IdTable::len).sum()
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use oda_cdc_core::config::Settings;
-use oda_cdc_core::odatime::{local_to_utc, parse_local};
-use oda_cdc_core::topics;
+use oda_model::odatime::{local_to_utc, parse_local};
+use oda_model::topics::Topics;
 
 use crate::restore;
 
@@ -86,12 +86,12 @@ fn age(seconds: f64) -> String {
 }
 
 /// Prints one line per entity.
-pub async fn print(settings: &Settings) -> anyhow::Result<()> {
+pub(crate) async fn print(settings: &Settings, topics: &Topics) -> anyhow::Result<()> {
     let kafka = settings.kafka.clone();
-    let topic = topics::checkpoint_topic(&settings.kafka.topic_prefix);
+    let topic = topics.checkpoints();
     let checkpoints =
         tokio::task::spawn_blocking(move || restore::checkpoints(&kafka, &topic)).await??;
-    let plans = crate::app::entity_plans(settings)?;
+    let plans = crate::app::entity_plans(settings, topics)?;
     let live = scrape(settings).await;
     println!(
         "{:<24} {:<10} {:<32} {:>12} {:>9} {:>14} {:>8}",

@@ -1,8 +1,8 @@
 //! Writes `schemas/avro/*.avsc` from the entity model: one record schema and
 //! one change-event envelope per entity set.
 //!
-//! The files are generated so they cannot drift from `oda-metadata.json`
-//! by hand edits; a test in `oda-cdc-core` compares them with the model and
+//! The files are generated so they cannot drift from `model/oda-metadata.json`
+//! by hand edits; this crate's test compares them with the model and
 //! tells whoever changed the model to run `cargo run -p oda-schemas`.
 //! Stale `.avsc` files (an entity set renamed or dropped) are removed, so
 //! the directory always holds exactly what the model produces.
@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use oda_cdc_core::avro::schema_files;
+use oda_model::avro::schema_files;
 
 fn main() -> anyhow::Result<()> {
     let dir = std::env::args_os().nth(1).map_or_else(

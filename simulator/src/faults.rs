@@ -1,4 +1,4 @@
-//! Injected source faults (SPEC §6): latency, error responses, hangs,
+//! Injected source faults (contract.md#oda-sim): latency, error responses, hangs,
 //! truncated bodies, connection resets and the ignored-filter quirk.
 
 use std::time::{Duration, Instant};

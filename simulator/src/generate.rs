@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use oda_cdc_core::model::{EdmType, EntitySet, Field};
+use oda_model::entity::{EdmType, EntitySet, Field};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -16,17 +16,10 @@ use crate::clock::local_time;
 use crate::store::{Cell, Row, Store, Table};
 use crate::time::{Precision, SimTime, UNITS_PER_SECOND};
 
-/// Real records, compiled in: exact API JSON first, then the 2019 mirror's
-/// rows (whose types [`Table::row_from_json`] repairs).
-const SAMPLES: &[(&str, &str)] = &[
-    (
-        "Afstemning",
-        include_str!("../data/samples/Afstemning.json"),
-    ),
-    ("Aktør", include_str!("../data/samples/Aktør.json")),
-    ("Sag", include_str!("../data/samples/Sag.json")),
-    ("Sagstrin", include_str!("../data/samples/Sagstrin.json")),
-    ("Stemme", include_str!("../data/samples/Stemme.json")),
+/// The 2019 mirror's rows, compiled in (whose types
+/// [`Table::row_from_json`] repairs); loaded after the exact API records of
+/// [`oda_model::samples`].
+const MIRROR_ROWS: &[(&str, &str)] = &[
     (
         "Afstemning",
         include_str!("../data/samples/from_sqlite_2019/Afstemning.json"),
@@ -145,7 +138,7 @@ pub fn foreign_key_target(entity: &str, field: &str) -> Option<&'static str> {
         return None;
     }
     let base = field.strip_suffix("id")?;
-    let sets = oda_cdc_core::model::entity_sets();
+    let sets = oda_model::entity::entity_sets();
     let find = |name: &str| {
         sets.iter().find(|e| {
             e.name.eq_ignore_ascii_case(name) || e.name.to_lowercase() == name.to_lowercase()
@@ -328,7 +321,7 @@ impl RowMaker {
             "variantkode" => ["P", "F", "U"][rng.random_range(0..3)].to_owned(),
             "retsinformationsurl" => format!("https://www.retsinformation.dk/eli/lta/2024/{id}"),
             "lovnummer" => rng.random_range(1..2000).to_string(),
-            "entitetnavn" => oda_cdc_core::model::entity_sets()[id.unsigned_abs() as usize % 50]
+            "entitetnavn" => oda_model::entity::entity_sets()[id.unsigned_abs() as usize % 50]
                 .name
                 .clone(),
             "kollonenavn" => format!("felt{}", id % 30),
@@ -368,7 +361,7 @@ impl RowMaker {
         for field in &set.fields {
             let cell = if field.name == "id" {
                 Cell::Int(id)
-            } else if field.name == oda_cdc_core::hash::TIMESTAMP_FIELD {
+            } else if field.name == oda_model::hash::TIMESTAMP_FIELD {
                 // Where `$metadata` allows it, some rows carry no timestamp:
                 // only a full sweep ever sees their changes.
                 if field.nullable && rng.random_ratio(1, 10) {
@@ -445,7 +438,7 @@ impl RowMaker {
 
 /// Sets in an order where every foreign key's target comes first.
 fn creation_order() -> Vec<&'static EntitySet> {
-    let sets: Vec<&'static EntitySet> = oda_cdc_core::model::entity_sets()
+    let sets: Vec<&'static EntitySet> = oda_model::entity::entity_sets()
         .iter()
         .filter(|s| !s.is_sag_view())
         .collect();
@@ -585,7 +578,11 @@ impl Stamps {
 }
 
 fn load_samples(store: &mut Store, precision: Precision) {
-    for (entity, text) in SAMPLES {
+    let api = oda_model::samples::ALL
+        .iter()
+        .filter(|(_, file, _)| !file.contains(".partial."))
+        .map(|(entity, _, text)| (*entity, *text));
+    for (entity, text) in api.chain(MIRROR_ROWS.iter().copied()) {
         let Ok(value) = serde_json::from_str::<Value>(text) else {
             continue;
         };

@@ -1,4 +1,4 @@
-//! `oda-sim`: the ODA API's OData subset served locally (SPEC §6), with
+//! `oda-sim`: the ODA API's OData subset served locally (contract.md#oda-sim), with
 //! live changes, injected faults and a ground-truth change log.
 //!
 //! Every claim about the producer is proven against this server, so it
@@ -7,6 +7,7 @@
 //! timestamps that repeat in the autumn hour, SQL Server `datetime`
 //! precision, rows sharing one timestamp in bursts wider than a page.
 
+pub mod cli;
 pub mod clock;
 pub mod faults;
 pub mod filter;
@@ -20,7 +21,9 @@ pub mod world;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
 
 use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
@@ -142,6 +145,32 @@ pub async fn start(config: SimConfig, shutdown: CancellationToken) -> std::io::R
         task: Some(task),
         shutdown,
     })
+}
+
+/// The binary's whole run: starts the simulator, says where it listens
+/// (also as a plain `listening on <url>` line on stdout, for scripts that
+/// asked for port 0) and serves until `shutdown`.
+pub async fn serve(config: SimConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (addr, seed) = (config.addr, config.seed);
+    let started = Instant::now();
+    let sim = start(config, shutdown)
+        .await
+        .with_context(|| format!("cannot start oda-sim on {addr}"))?;
+    let rows = sim
+        .state
+        .world
+        .read()
+        .map(|w| w.store.total_rows())
+        .unwrap_or(0);
+    tracing::info!(
+        url = %sim.base_url(),
+        rows,
+        seed,
+        build_ms = started.elapsed().as_millis() as u64,
+        "oda-sim is serving."
+    );
+    println!("listening on {}", sim.base_url());
+    sim.join().await.context("the oda-sim server task failed")
 }
 
 /// Applies background changes at the configured rate (changeable at run

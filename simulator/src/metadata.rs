@@ -22,7 +22,7 @@ fn escape(text: &str) -> String {
 }
 
 fn build() -> String {
-    let sets = oda_cdc_core::model::entity_sets();
+    let sets = oda_model::entity::entity_sets();
     let mut xml = String::from(concat!(
         r#"<?xml version="1.0" encoding="utf-8"?>"#,
         r#"<edmx:Edmx Version="1.0" xmlns:edmx="http://schemas.microsoft.com/ado/2007/06/edmx">"#,
@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn every_set_and_field_is_declared() {
         let xml = metadata_xml();
-        for set in oda_cdc_core::model::entity_sets() {
+        for set in oda_model::entity::entity_sets() {
             assert!(
                 xml.contains(&format!(r#"<EntitySet Name="{}""#, set.name)),
                 "{}",

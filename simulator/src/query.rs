@@ -147,7 +147,7 @@ pub fn percent_decode(text: &str) -> Result<String, QueryError> {
     String::from_utf8(out).map_err(|_| QueryError::Encoding)
 }
 
-pub use oda_cdc_core::oda::escape_data_string as percent_encode;
+pub use oda_model::odata::escape_data_string as percent_encode;
 
 /// One `$orderby` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +279,7 @@ impl Plan {
     ) -> Box<dyn Iterator<Item = (i32, &'t Row)> + 't> {
         let keep = move |row: &Row| self.matches(table, row) && extra.is_none_or(|f| f(row));
         let id = table.field_index("id");
-        let ts = table.field_index(oda_cdc_core::hash::TIMESTAMP_FIELD);
+        let ts = table.field_index(oda_model::hash::TIMESTAMP_FIELD);
         let by = |field: Option<usize>, key: &SortKey| Some(key.field) == field;
         match self.order.as_slice() {
             [k] if by(id, k) => {
@@ -336,7 +336,7 @@ impl Plan {
 
     /// The time slice to visit; `None` when no row can match.
     fn time_range(&self) -> Option<(Bound<SimTime>, Bound<SimTime>)> {
-        let field = oda_cdc_core::hash::TIMESTAMP_FIELD;
+        let field = oda_model::hash::TIMESTAMP_FIELD;
         let Some(range) = self.filter.as_ref().and_then(|f| f.range_hull_on(field)) else {
             return Some((Bound::Unbounded, Bound::Unbounded));
         };

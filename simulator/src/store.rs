@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use oda_cdc_core::model::{EdmType, EntitySet};
+use oda_model::entity::{EdmType, EntitySet};
 use serde_json::{Map, Value};
 
 use crate::filter::{self, FieldType, Scalar};
@@ -110,7 +110,7 @@ impl Table {
         let ts_index = set
             .fields
             .iter()
-            .position(|f| f.name == oda_cdc_core::hash::TIMESTAMP_FIELD)
+            .position(|f| f.name == oda_model::hash::TIMESTAMP_FIELD)
             .unwrap_or(usize::MAX);
         Self {
             set,
@@ -277,9 +277,9 @@ impl Table {
             .collect()
     }
 
-    /// The SPEC §5 content hash of a row.
+    /// The content hash (contract.md#content-hash) of a row.
     pub fn hash(&self, row: &Row) -> String {
-        oda_cdc_core::hash::content_hash(&self.row_map(row))
+        oda_model::hash::content_hash(&self.row_map(row))
     }
 
     /// Reads a record from ODA JSON (the real samples), converting values
@@ -326,7 +326,7 @@ pub struct Store {
 
 impl Store {
     pub fn new() -> Self {
-        let tables = oda_cdc_core::model::entity_sets()
+        let tables = oda_model::entity::entity_sets()
             .iter()
             .filter(|set| !set.is_sag_view())
             .map(|set| (set.name.clone(), Table::new(set)))

@@ -23,7 +23,7 @@ pub struct ChangeEntry {
     pub id: i32,
     /// The source literal after the change (before it, for `d`).
     pub opdateringsdato: Option<String>,
-    /// SPEC §5's content hash of the new state; null for `d`.
+    /// The content hash (contract.md#content-hash) of the new state; null for `d`.
     pub hash: Option<String>,
 }
 
@@ -109,7 +109,7 @@ impl World {
         request: &MutationRequest,
         clock: &SimClock,
     ) -> Result<(u64, u64), MutationError> {
-        let entity = oda_cdc_core::model::entity_set(&request.entity)
+        let entity = oda_model::entity::entity_set(&request.entity)
             .filter(|s| s.is_captured_by_default())
             .ok_or_else(|| MutationError::UnknownEntity(request.entity.clone()))?;
         let backdate = match request.backdate.as_deref() {
@@ -208,7 +208,7 @@ impl World {
         let ts_index = set
             .fields
             .iter()
-            .position(|f| f.name == oda_cdc_core::hash::TIMESTAMP_FIELD);
+            .position(|f| f.name == oda_model::hash::TIMESTAMP_FIELD);
         let (op, id) = match change {
             Change::Insert => {
                 let id = self.store.table(entity).map_or(1, |t| t.max_id() + 1);
@@ -235,8 +235,7 @@ impl World {
                     && let Some(i) = set.fields.iter().skip(1).position(|f| {
                         matches!(
                             f.edm,
-                            oda_cdc_core::model::EdmType::Int16
-                                | oda_cdc_core::model::EdmType::Int32
+                            oda_model::entity::EdmType::Int16 | oda_model::entity::EdmType::Int32
                         )
                     })
                     && let Cell::Int(n) = row.cells[i + 1]
@@ -283,7 +282,7 @@ impl World {
     /// Changes one content field so the hash really changes.
     fn change_content(
         &mut self,
-        set: &'static oda_cdc_core::model::EntitySet,
+        set: &'static oda_model::entity::EntitySet,
         cells: &mut [Cell],
         id: i32,
     ) {
@@ -291,7 +290,7 @@ impl World {
             .fields
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.name != "id" && f.name != oda_cdc_core::hash::TIMESTAMP_FIELD)
+            .filter(|(_, f)| f.name != "id" && f.name != oda_model::hash::TIMESTAMP_FIELD)
             .map(|(i, _)| i)
             .collect();
         if candidates.is_empty() {

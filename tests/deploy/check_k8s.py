@@ -16,7 +16,7 @@ and what it renders is checked:
 - every patch and image override of a kustomization changes what it
   renders (kustomize itself refuses a strategic-merge patch for a missing
   resource, but silently skips a patch or image whose target matches none);
-- the KafkaTopics are exactly SPEC §3's entity topics of the entity model,
+- the KafkaTopics are exactly the entity topics (contract.md#topics) of the entity model,
   their processed topics, the producer's own topics, and the topics of the
   processors with partitioned state (named as the code names them: the
   output, compacted or kept for good; the repartition topic never
@@ -442,7 +442,7 @@ def input_topics(binary, docs, model_entities):
 
 
 def check_topics(docs):
-    model = json.loads((ROOT / "schemas" / "oda-metadata.json").read_text(encoding="utf-8"))
+    model = json.loads((ROOT / "model" / "oda-metadata.json").read_text(encoding="utf-8"))
     views = {"Aktstykke", "Almdel", "Debat", "EUsag", "Forslag", "Sambehandlinger"}
     model_entities = [s["entity"] for s in model if s["entity"] not in views]
     entities = {f"{PREFIX}-{slug(e)}" for e in model_entities}
@@ -544,7 +544,7 @@ def main(kustomize):
     counts = check_tree(kustomize, K8S)
     topics = counts.pop("topics")
     summary = ", ".join(f"{rel} {n} resources/{o} overrides" for rel, (n, o) in counts.items())
-    print(f"ok: rendered and valid (Kubernetes {K8S_VERSION}): {summary}; {len(UNLISTED)} unlisted files; {topics} KafkaTopics match SPEC §3")
+    print(f"ok: rendered and valid (Kubernetes {K8S_VERSION}): {summary}; {len(UNLISTED)} unlisted files; {topics} KafkaTopics match contract.md#topics")
 
 
 # --- self-test -------------------------------------------------------------

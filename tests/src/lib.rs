@@ -177,7 +177,7 @@ pub fn read_topic(topic: &str) -> anyhow::Result<Vec<ReadRecord>> {
 }
 
 /// Sends SIGTERM to `child` and waits for its exit, failing the test when
-/// it takes longer than `within` (SPEC §7: 10 s).
+/// it takes longer than `within` (contract.md#shutdown: 10 s).
 pub async fn terminate(
     child: &mut std::process::Child,
     within: Duration,

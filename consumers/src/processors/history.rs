@@ -22,18 +22,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use oda_cdc_core::config::Settings;
-use oda_cdc_core::event::{ChangeEvent, Op};
 use oda_cdc_core::kafka::TopicSpec;
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_cdc_core::{model, topics};
+use oda_model::entity::{entity_set, entity_sets};
+use oda_model::event::{ChangeEvent, Op};
+use oda_model::topics::Topics;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::DropGuard;
 
-use crate::changelog::{BadChange, ChangelogStore, PartitionState, partition_count};
-use crate::decode::Decoder;
-use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
 use crate::processors::normalize::lookup::{self, Reference, Tables};
 use crate::processors::passthrough::entity_inputs;
+use crate::runner::changelog::{BadChange, ChangelogStore, PartitionState, partition_count};
+use crate::runner::decode::Decoder;
+use crate::runner::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
 
 /// The sets followed when `entities` is not configured.
 pub const DEFAULT_ENTITIES: &[&str] = &["Sag", "Sagstrin", "Afstemning", "Møde", "Aktør"];
@@ -57,7 +58,7 @@ impl PartitionState for Versions {
         };
         let (entity, id) = key
             .rsplit_once(':')
-            .and_then(|(e, id)| Some((model::entity_set(e)?.name.as_str(), id.parse().ok()?)))
+            .and_then(|(e, id)| Some((entity_set(e)?.name.as_str(), id.parse().ok()?)))
             .ok_or_else(|| bad("not `<Entity>:<id>`"))?;
         match value {
             Some(bytes) => {
@@ -88,8 +89,11 @@ impl std::fmt::Debug for History {
     }
 }
 
-fn changelog_topic(settings: &Settings) -> String {
-    format!("{}-history-changelog", settings.kafka.topic_prefix)
+/// The name this processor's own topics carry.
+const TOPIC_NAME: &str = "history";
+
+fn changelog_topic(topics: &Topics) -> String {
+    topics.processor_topic(TOPIC_NAME, "changelog")
 }
 
 /// One changed field.
@@ -104,7 +108,7 @@ fn change(field: &str, before: &Value, after: &Value) -> Map<String, Value> {
 /// The fields that differ between two versions (`opdateringsdato` aside:
 /// it is the change's time, not a change), in the source's field order.
 pub fn diff(before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<Map<String, Value>> {
-    let stamp = oda_cdc_core::hash::TIMESTAMP_FIELD;
+    let stamp = oda_model::hash::TIMESTAMP_FIELD;
     let mut changes: Vec<_> = after
         .iter()
         .filter(|(name, _)| name.as_str() != stamp)
@@ -128,13 +132,18 @@ pub fn diff(before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<Map<
 impl History {
     /// A history over given tables (tests fill their own); restores stop
     /// at `shutdown`.
-    pub fn new(settings: &Settings, tables: Tables, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        settings: &Settings,
+        topics: &Topics,
+        tables: Tables,
+        shutdown: CancellationToken,
+    ) -> Self {
         let lookups = lookup::lookup_sets();
         Self {
-            store: ChangelogStore::new(&settings.kafka, changelog_topic(settings), shutdown),
-            output: topics::named_processed_topic(&settings.kafka.topic_prefix, "history"),
+            store: ChangelogStore::new(&settings.kafka, changelog_topic(topics), shutdown),
+            output: topics.processor_output(TOPIC_NAME),
             tables,
-            references: model::entity_sets()
+            references: entity_sets()
                 .iter()
                 .map(|set| (set.name.clone(), lookup::references(set, &lookups)))
                 .collect(),
@@ -199,37 +208,35 @@ impl Processor for History {
     const NAME: &'static str = "oda-history";
     const METRICS_PORT: u16 = 9468;
 
-    fn inputs(settings: &Settings) -> Vec<String> {
+    fn inputs(settings: &Settings, topics: &Topics) -> Vec<String> {
         if settings.entities.is_some() {
-            entity_inputs(settings)
+            entity_inputs(settings, topics)
         } else {
-            DEFAULT_ENTITIES
-                .iter()
-                .map(|e| topics::entity_topic(&settings.kafka.topic_prefix, e))
-                .collect()
+            DEFAULT_ENTITIES.iter().map(|e| topics.entity(e)).collect()
         }
     }
 
-    fn output_topic(settings: &Settings, _input: &str) -> String {
-        topics::named_processed_topic(&settings.kafka.topic_prefix, "history")
+    fn output_topic(_settings: &Settings, topics: &Topics, _input: &str) -> String {
+        topics.processor_output(TOPIC_NAME)
     }
 
-    fn output_topics(settings: &Settings) -> Vec<TopicSpec> {
+    fn output_topics(_settings: &Settings, topics: &Topics) -> Vec<TopicSpec> {
         vec![
-            TopicSpec::kept(Self::output_topic(settings, "")),
-            TopicSpec::compacted(changelog_topic(settings)),
+            TopicSpec::kept(topics.processor_output(TOPIC_NAME)),
+            TopicSpec::compacted(changelog_topic(topics)),
         ]
     }
 
     async fn open(context: &Context) -> anyhow::Result<Self> {
         let settings = &context.settings;
-        let changelog = changelog_topic(settings);
+        let topics = &context.topics;
+        let changelog = changelog_topic(topics);
         let partitions = partition_count(&settings.kafka, &changelog)?;
         // One instance must own partition p of every input (the range
         // assignor gives partition p of topics with equal counts to one
         // member), or two would write changelog partition p.
         let mut counts = std::collections::BTreeMap::new();
-        for input in Self::inputs(settings) {
+        for input in Self::inputs(settings, topics) {
             if let Ok(count) = partition_count(&settings.kafka, &input) {
                 counts.insert(input, count);
             }
@@ -242,7 +249,7 @@ impl Processor for History {
             ))
             .into());
         }
-        for input in Self::inputs(settings) {
+        for input in Self::inputs(settings, topics) {
             // An input that does not exist yet is created by the producer
             // with the same default partition count.
             if let Ok(count) = partition_count(&settings.kafka, &input)
@@ -257,10 +264,11 @@ impl Processor for History {
         }
         let decoder = Arc::new(Decoder::new(&settings.schema_registry)?);
         let follower = context.shutdown.child_token();
-        let tables = lookup::load(&settings.kafka, decoder, follower.clone()).await?;
+        let tables =
+            lookup::load(&settings.kafka, &context.topics, decoder, follower.clone()).await?;
         Ok(Self {
             _follower: Some(follower.drop_guard()),
-            ..Self::new(settings, tables, context.shutdown.clone())
+            ..Self::new(settings, &context.topics, tables, context.shutdown.clone())
         })
     }
 
@@ -275,7 +283,7 @@ impl Processor for History {
             // The tombstone after a `d` event: the event said it all.
             return Ok(Vec::new());
         };
-        let Some(set) = model::entity_set(&event.entity) else {
+        let Some(set) = entity_set(&event.entity) else {
             return Err(ProcessError::Permanent(format!(
                 "unknown entity set `{}`",
                 event.entity
@@ -348,7 +356,12 @@ mod tests {
             );
             tables.apply("Sagsstatus", "status", None, Some(&row));
         }
-        History::new(&Settings::default(), tables, CancellationToken::new())
+        History::new(
+            &Settings::default(),
+            &Topics::new("parliament", None),
+            tables,
+            CancellationToken::new(),
+        )
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! a way to feed a downstream system a filtered, exactly-once copy.
 
 use oda_cdc_core::config::Settings;
-use oda_cdc_core::topics;
+use oda_model::topics::Topics;
 
-use crate::processor::{Context, Input, Output, ProcessError, Processor};
+use crate::runner::processor::{Context, Input, Output, ProcessError, Processor};
 
 /// Copies records as they are.
 #[derive(Debug, Default)]
@@ -14,21 +14,20 @@ pub struct Passthrough;
 
 /// The entity topics of the configured entities (every captured set by
 /// default), as the producer names them.
-pub fn entity_inputs(settings: &Settings) -> Vec<String> {
-    let prefix = &settings.kafka.topic_prefix;
+pub fn entity_inputs(settings: &Settings, topics: &Topics) -> Vec<String> {
     match &settings.entities {
         Some(list) => list
             .iter()
             .map(|name| {
-                let name = oda_cdc_core::model::entity_set_ci(name)
+                let name = oda_model::entity::entity_set_ci(name)
                     .map_or(name.as_str(), |s| s.name.as_str());
-                topics::entity_topic(prefix, name)
+                topics.entity(name)
             })
             .collect(),
-        None => oda_cdc_core::model::entity_sets()
+        None => oda_model::entity::entity_sets()
             .iter()
             .filter(|s| s.is_captured_by_default())
-            .map(|s| topics::entity_topic(prefix, &s.name))
+            .map(|s| topics.entity(&s.name))
             .collect(),
     }
 }
@@ -37,8 +36,8 @@ impl Processor for Passthrough {
     const NAME: &'static str = "oda-passthrough";
     const METRICS_PORT: u16 = 9467;
 
-    fn inputs(settings: &Settings) -> Vec<String> {
-        entity_inputs(settings)
+    fn inputs(settings: &Settings, topics: &Topics) -> Vec<String> {
+        entity_inputs(settings, topics)
     }
 
     async fn open(_context: &Context) -> anyhow::Result<Self> {

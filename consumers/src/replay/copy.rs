@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use oda_cdc_core::config::KafkaSettings;
-use oda_cdc_core::kafka::LogContext;
+use oda_cdc_core::kafka::{LogContext, partitions};
 use oda_cdc_core::progress::Progress;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -19,6 +18,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
+use super::Cluster;
 use super::{TIMEOUT, log};
 
 /// Records per transaction.
@@ -36,22 +36,17 @@ pub struct Copied {
 
 /// Copies `from`'s records with timestamps in `[since, until)` to `to`.
 pub fn copy(
-    kafka: &KafkaSettings,
+    cluster: Cluster<'_>,
     from: &str,
     to: &str,
     since: i64,
     until: Option<i64>,
 ) -> anyhow::Result<Copied> {
+    let kafka = cluster.kafka;
     let consumer: BaseConsumer<LogContext> = kafka
         .consumer_config("oda-replay-copy")
         .create_with_context(LogContext)?;
-    let metadata = consumer.fetch_metadata(Some(from), TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == from && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = partitions(&consumer, from, TIMEOUT)?;
     if partitions.is_empty() {
         bail!("topic `{from}` does not exist");
     }
@@ -195,7 +190,7 @@ pub fn copy(
         json!({"from": from, "to": to, "since": since, "until": until}),
     );
     entry.id = entry_id.clone();
-    log::append(kafka, &entry)?;
+    log::append(cluster, &entry)?;
     Ok(Copied {
         id: entry_id,
         records: copied,

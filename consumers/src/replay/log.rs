@@ -1,18 +1,17 @@
-//! The replay log (`<prefix>-replay-log`, SPEC §3): one JSON record per
+//! The replay log (`<prefix>-replay-log`, contract.md#replay-log): one JSON record per
 //! executed replay, keyed by the command, kept for a long time.
 
 use std::time::Duration;
 
-use oda_cdc_core::config::KafkaSettings;
 use oda_cdc_core::kafka::{LogContext, TopicSpec};
-use oda_cdc_core::topics;
+use oda_model::topics::Topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::TIMEOUT;
+use super::{Cluster, TIMEOUT};
 
 /// Retention of the replay log: a year of who replayed what.
 const RETENTION_DAYS: u64 = 365;
@@ -50,18 +49,14 @@ impl Entry {
 }
 
 /// The topic and its spec.
-pub fn spec(kafka: &KafkaSettings) -> TopicSpec {
-    TopicSpec::retained(
-        topics::replay_log_topic(&kafka.topic_prefix),
-        RETENTION_DAYS,
-    )
-    .with_partitions(1)
+pub fn spec(topics: &Topics) -> TopicSpec {
+    TopicSpec::retained(topics.replay_log(), RETENTION_DAYS).with_partitions(1)
 }
 
 /// Every entry so far, oldest first (the log is small: one record per
 /// replay).
-pub fn read(kafka: &KafkaSettings) -> anyhow::Result<Vec<Entry>> {
-    let topic = topics::replay_log_topic(&kafka.topic_prefix);
+pub fn read(cluster: Cluster<'_>) -> anyhow::Result<Vec<Entry>> {
+    let (kafka, topic) = (cluster.kafka, cluster.topics.replay_log());
     let consumer: BaseConsumer<LogContext> = kafka
         .consumer_config("oda-replay-log-reader")
         .create_with_context(LogContext)?;
@@ -104,9 +99,9 @@ pub fn read(kafka: &KafkaSettings) -> anyhow::Result<Vec<Entry>> {
 }
 
 /// Appends one entry (the topic must exist: the binary creates it at start).
-pub fn append(kafka: &KafkaSettings, entry: &Entry) -> anyhow::Result<()> {
+pub fn append(cluster: Cluster<'_>, entry: &Entry) -> anyhow::Result<()> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let topic = topics::replay_log_topic(&kafka.topic_prefix);
+    let (kafka, topic) = (cluster.kafka, cluster.topics.replay_log());
     let producer: BaseProducer<LogContext> = kafka
         .producer_config(None)
         .create_with_context(LogContext)?;

@@ -1,7 +1,8 @@
-//! `oda-replay` (SPEC §9): reset a group's offsets, copy a time range of a
+//! `oda-replay` (contract.md#command-lines): reset a group's offsets, copy a time range of a
 //! topic, redrive consumer dead letters. Every executed replay is recorded
 //! in the replay-log topic: what, when, how many records.
 
+pub mod cli;
 pub mod copy;
 pub mod log;
 pub mod redrive;
@@ -9,7 +10,17 @@ pub mod reset;
 
 use std::time::Duration;
 
-use oda_cdc_core::odatime;
+use oda_cdc_core::config::KafkaSettings;
+use oda_model::odatime;
+use oda_model::topics::Topics;
+
+/// Where a replay runs: the cluster, and the deployment's topic names
+/// (the replay log, the dead-letter topic).
+#[derive(Debug, Clone, Copy)]
+pub struct Cluster<'a> {
+    pub kafka: &'a KafkaSettings,
+    pub topics: &'a Topics,
+}
 
 /// How long a metadata or offset call to the broker may take.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(15);

@@ -1,5 +1,5 @@
 //! `oda-replay dlq redrive`: consumer dead letters back on their original
-//! topics, where their processor reads them again (SPEC §8).
+//! topics, where their processor reads them again (contract.md#dead-letters).
 //!
 //! - Only consumer letters: the producer's own (`dlq.processor =
 //!   oda-producer`) hold raw source JSON; a backfill republishes those.
@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use oda_cdc_core::config::KafkaSettings;
-use oda_cdc_core::kafka::LogContext;
+use oda_cdc_core::kafka::{LogContext, partitions};
 use oda_cdc_core::progress::Progress;
-use oda_cdc_core::topics;
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -30,8 +30,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
-use super::{TIMEOUT, log};
-use crate::dead_letter::headers as dlq;
+use super::{Cluster, TIMEOUT, log};
+use oda_cdc_core::dead_letter::headers as dlq;
 
 /// The producer's name in `dlq.processor`: its letters are not redriven.
 const PRODUCER: &str = "oda-producer";
@@ -97,14 +97,14 @@ impl Report {
 /// Redrives the letters of `processor` (every consumer processor if
 /// `None`) found on the dead-letter topic `dlq_topic`.
 pub fn redrive(
-    kafka: &KafkaSettings,
-    dlq_topic: &str,
+    cluster: Cluster<'_>,
     processor: Option<&str>,
     execute: bool,
 ) -> anyhow::Result<Report> {
+    let (kafka, dlq_topic) = (cluster.kafka, cluster.topics.dlq());
     // How far each processor's letters were redriven, per DLQ partition.
     let mut done: HashMap<String, HashMap<i32, i64>> = HashMap::new();
-    for entry in log::read(kafka)?
+    for entry in log::read(cluster)?
         .iter()
         .filter(|e| e.command == "dlq-redrive")
     {
@@ -194,7 +194,7 @@ pub fn redrive(
     producer.init_transactions(Timeout::After(TIMEOUT))?;
     producer.begin_transaction()?;
     let progress = Progress::new(&[dlq_topic.to_owned()], "letters");
-    let log_topic = topics::replay_log_topic(&kafka.topic_prefix);
+    let log_topic = cluster.topics.replay_log();
     let entry = log::Entry::new(
         "dlq-redrive",
         chosen.len() as u64,
@@ -266,7 +266,7 @@ fn read_all(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<Vec<Letter>> {
             dlq_offset: offset,
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
-            headers: crate::dead_letter::owned_headers(message),
+            headers: oda_cdc_core::dead_letter::owned_headers(message),
         });
     })?;
     Ok(letters)
@@ -326,13 +326,7 @@ fn scan(
     let consumer: BaseConsumer<LogContext> = kafka
         .consumer_config("oda-replay-scan")
         .create_with_context(LogContext)?;
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = partitions(&consumer, topic, TIMEOUT)?;
     let mut assignment = TopicPartitionList::new();
     let mut ends: HashMap<i32, i64> = HashMap::new();
     for partition in partitions {

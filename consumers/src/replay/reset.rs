@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
-use oda_cdc_core::config::KafkaSettings;
-use oda_cdc_core::kafka::LogContext;
+use oda_cdc_core::kafka::{LogContext, partitions};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
+use super::Cluster;
 use super::{TIMEOUT, epoch_millis, log};
 
 /// Where to move the offsets.
@@ -62,12 +62,13 @@ impl Move {
 
 /// Plans (and with `execute`, commits) the move of `group` on `topic`.
 pub fn reset(
-    kafka: &KafkaSettings,
+    cluster: Cluster<'_>,
     group: &str,
     topic: &str,
     target: Target,
     execute: bool,
 ) -> anyhow::Result<Vec<Move>> {
+    let kafka = cluster.kafka;
     let consumer: BaseConsumer<LogContext> = kafka
         .consumer_config(group)
         .create_with_context(LogContext)
@@ -89,15 +90,7 @@ pub fn reset(
             members.join(", ")
         );
     }
-    let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .context("reading topic metadata")?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = partitions(&consumer, topic, TIMEOUT).context("reading topic metadata")?;
     if partitions.is_empty() {
         bail!("topic `{topic}` does not exist");
     }
@@ -174,7 +167,7 @@ pub fn reset(
             records as u64,
             json!({"group": group, "topic": topic, "to": format!("{target:?}"), "partitions": partitions}),
         );
-        log::append(kafka, &entry)?;
+        log::append(cluster, &entry)?;
     }
     Ok(moves)
 }

@@ -1,19 +1,19 @@
 //! Poison records — bytes that do not decode, a record the processor
 //! refuses, one that stays retryable — land in the dead-letter topic with
-//! every SPEC §8 header and their key and value untouched, while the rest
+//! every header of contract.md#dead-letters and their key and value untouched, while the rest
 //! is processed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use oda_cdc_core::config::{Delivery, Settings};
-use oda_cdc_core::event::headers;
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_cdc_core::topics;
 use oda_cdc_testkit::{create_topic, read_topic, unique};
 use oda_consumers::processors::passthrough::entity_inputs;
 use oda_consumers::runner::{self, RunOptions};
 use oda_consumers::{Context, Input, Output, ProcessError, Processor};
+use oda_model::event::headers;
+use oda_model::topics::Topics;
 
 use crate::harness::{Fixture, event, produce, read_at_least, sag, settings};
 
@@ -25,8 +25,8 @@ impl Processor for Picky {
     const NAME: &'static str = "it-picky";
     const METRICS_PORT: u16 = 0;
 
-    fn inputs(settings: &Settings) -> Vec<String> {
-        entity_inputs(settings)
+    fn inputs(settings: &Settings, topics: &Topics) -> Vec<String> {
+        entity_inputs(settings, topics)
     }
 
     async fn open(_context: &Context) -> anyhow::Result<Self> {
@@ -45,7 +45,7 @@ impl Processor for Picky {
     }
 }
 
-const SPEC_HEADERS: [&str; 9] = [
+const CONTRACT_HEADERS: [&str; 9] = [
     "dlq.original.topic",
     "dlq.original.partition",
     "dlq.original.offset",
@@ -60,7 +60,7 @@ const SPEC_HEADERS: [&str; 9] = [
 async fn poison_scenario(delivery: Delivery) {
     crate::harness::logs();
     let prefix = unique("it-dlq");
-    let input = topics::entity_topic(&prefix, "Sag");
+    let input = Topics::new(&prefix, None).entity("Sag");
     create_topic(&input, 3).await.expect("input topic");
     let mut fixtures: Vec<Fixture> = (1..=50)
         .map(|id| Fixture::event(&event("Sag", id, sag(id))))
@@ -89,13 +89,8 @@ async fn poison_scenario(delivery: Delivery) {
         shutdown.clone(),
     ));
 
-    let processed = read_at_least(
-        &topics::processed_topic(&input),
-        48,
-        Duration::from_secs(60),
-    )
-    .await;
-    let letters = read_at_least(&topics::dlq_topic(&prefix), 4, Duration::from_secs(30)).await;
+    let processed = read_at_least(&format!("{input}-processed"), 48, Duration::from_secs(60)).await;
+    let letters = read_at_least(Topics::new(&prefix, None).dlq(), 4, Duration::from_secs(30)).await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -121,7 +116,7 @@ async fn poison_scenario(delivery: Delivery) {
         let key = letter.key.clone().expect("key kept");
         let original = &originals[&key];
         assert_eq!(letter.value, original.value, "{key}: value untouched");
-        for name in SPEC_HEADERS {
+        for name in CONTRACT_HEADERS {
             assert!(letter.header(name).is_some(), "{key}: header {name}");
         }
         assert_eq!(letter.header("dlq.original.topic"), Some(input.as_str()));
@@ -156,7 +151,7 @@ async fn poison_scenario(delivery: Delivery) {
             ("garbage".to_owned(), pair("decode", "1")),
             ("unframed".to_owned(), pair("decode", "1")),
         ]),
-        "one letter per poison record, kind and attempts as SPEC §8 says"
+        "one letter per poison record, kind and attempts as contract.md#dead-letters says"
     );
 }
 

@@ -5,8 +5,8 @@
 use std::process::Child;
 use std::time::Duration;
 
-use oda_cdc_core::topics;
 use oda_cdc_testkit::{create_topic, free_port, read_topic, unique};
+use oda_model::topics::Topics;
 use rand::Rng;
 
 use crate::harness::{Fixture, assert_each_once, event, outputs_for_keys, processor, produce, sag};
@@ -54,8 +54,8 @@ async fn processed(port: u16, records: u64) {
 async fn kill_9_while_processing_100k_records_outputs_each_exactly_once() {
     let prefix = unique("it-eos");
     let group = unique("it-eos-group");
-    let input = topics::entity_topic(&prefix, "Sag");
-    let output = topics::processed_topic(&input);
+    let input = Topics::new(&prefix, None).entity("Sag");
+    let output = format!("{input}-processed");
     create_topic(&input, 6).await.expect("input topic");
 
     // All input first; then each life is killed at a random instant after

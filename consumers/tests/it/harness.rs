@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use oda_cdc_core::config::{Delivery, Settings};
-use oda_cdc_core::event::{ChangeEvent, Op, headers};
 use oda_cdc_core::kafka::LogContext;
 use oda_cdc_testkit::{ReadRecord, kafka, read_topic, unique};
+use oda_model::event::{ChangeEvent, Op, headers};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};

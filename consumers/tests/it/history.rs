@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::Duration;
 
-use oda_cdc_core::event::Op;
-use oda_cdc_core::topics;
 use oda_cdc_testkit::{create_topic, free_port, unique};
+use oda_model::event::Op;
+use oda_model::topics::Topics;
 use serde_json::{Value, json};
 
 use crate::harness::{Fixture, event, processor, produce, read_at_least, sag};
@@ -59,7 +59,7 @@ async fn history(topic: &str, n: usize) -> BTreeMap<String, Vec<Value>> {
 async fn changes_after_a_kill_still_know_the_version_before() {
     let prefix = unique("it-hist");
     let group = unique("it-hist-group");
-    let statuses = topics::entity_topic(&prefix, "Sagsstatus");
+    let statuses = Topics::new(&prefix, None).entity("Sagsstatus");
     create_topic(&statuses, 1).await.expect("lookup topic");
     produce(
         &statuses,
@@ -71,9 +71,9 @@ async fn changes_after_a_kill_still_know_the_version_before() {
             .collect(),
     )
     .await;
-    let input = topics::entity_topic(&prefix, "Sag");
+    let input = Topics::new(&prefix, None).entity("Sag");
     create_topic(&input, 6).await.expect("input topic");
-    let output = topics::named_processed_topic(&prefix, "history");
+    let output = Topics::new(&prefix, None).processor_output("history");
 
     // First life: every Sag appears.
     let port = free_port();

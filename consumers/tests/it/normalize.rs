@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use oda_cdc_core::config::{Delivery, Format, HumanDuration, Settings};
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_cdc_core::topics;
 use oda_cdc_testkit::{kafka, registry, unique};
 use oda_consumers::processors::normalize::Normalize;
 use oda_consumers::runner::{self, RunOptions};
-use oda_producer::app::{self as producer, RunOptions as ProducerOptions};
-use oda_producer::worker::StartFrom;
+use oda_model::topics::Topics;
+use oda_producer::RunOptions as ProducerOptions;
+use oda_producer::StartFrom;
 use oda_sim::SimConfig;
 use serde_json::Value;
 
@@ -90,12 +90,12 @@ async fn normalize_resolves_lookups_in_what_the_producer_writes() {
     produce.producer.transactional_id = unique("it-norm-producer");
     produce.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     let stop_producer = CancellationToken::new();
-    let producer_task = tokio::spawn(producer::run(
+    let producer_task = tokio::spawn(oda_producer::run(
         produce,
         ProducerOptions::from(StartFrom::Beginning),
         stop_producer.clone(),
     ));
-    let sag_topic = topics::entity_topic(&prefix, "Sag");
+    let sag_topic = Topics::new(&prefix, None).entity("Sag");
     let snapshot = read_at_least(&sag_topic, rows, Duration::from_secs(90)).await;
     assert_eq!(snapshot.len(), rows, "the producer snapshotted Sag");
 
@@ -111,7 +111,7 @@ async fn normalize_resolves_lookups_in_what_the_producer_writes() {
         stop.clone(),
     ));
     let documents = read_at_least(
-        &topics::processed_topic(&sag_topic),
+        &format!("{sag_topic}-processed"),
         rows,
         Duration::from_secs(90),
     )

@@ -10,8 +10,8 @@ use oda_cdc_core::shutdown::CancellationToken;
 use oda_cdc_testkit::{free_port, kafka, unique};
 use oda_consumers::processors::normalize::Normalize;
 use oda_consumers::runner::{self, RunOptions};
-use oda_producer::app::{self as producer, RunOptions as ProducerOptions};
-use oda_producer::worker::StartFrom;
+use oda_producer::RunOptions as ProducerOptions;
+use oda_producer::StartFrom;
 use oda_sim::SimConfig;
 
 use crate::harness::settings;
@@ -111,7 +111,7 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
     produce.producer.transactional_id = unique("it-metrics-producer");
     produce.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], producer_port)));
     let stop = CancellationToken::new();
-    let producer_task = tokio::spawn(producer::run(
+    let producer_task = tokio::spawn(oda_producer::run(
         produce,
         ProducerOptions::from(StartFrom::Beginning),
         stop.clone(),

@@ -5,8 +5,8 @@
 use std::process::Child;
 use std::time::Duration;
 
-use oda_cdc_core::topics;
 use oda_cdc_testkit::{create_topic, free_port, terminate, unique};
+use oda_model::topics::Topics;
 
 use crate::harness::{
     Fixture, assert_each_once, event, outputs_for_keys, processor, produce, read_at_least, sag,
@@ -52,8 +52,8 @@ async fn processed(port: u16) -> f64 {
 async fn two_instances_share_partitions_through_rebalances() {
     let prefix = unique("it-rebal");
     let group = unique("it-rebal-group");
-    let input = topics::entity_topic(&prefix, "Sag");
-    let output = topics::processed_topic(&input);
+    let input = Topics::new(&prefix, None).entity("Sag");
+    let output = format!("{input}-processed");
     create_topic(&input, 6).await.expect("input topic");
     let quarter = RECORDS / 4;
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use oda_cdc_core::config::{Delivery, Settings};
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_cdc_core::topics;
 use oda_cdc_testkit::{create_topic, kafka, read_topic, unique};
 use oda_consumers::processors::passthrough::{Passthrough, entity_inputs};
+use oda_consumers::replay::Cluster;
 use oda_consumers::runner::{self, RunOptions};
 use oda_consumers::{Context, Input, Output, ProcessError, Processor};
+use oda_model::topics::Topics;
 use tokio::task::JoinHandle;
 
 use crate::harness::{Fixture, by_key, event, produce, read_at_least, sag, settings};
@@ -64,8 +65,8 @@ fn short_sessions(prefix: &str) -> Settings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_to_a_time_reprocesses_exactly_what_came_after() {
     let prefix = unique("it-reset");
-    let input = topics::entity_topic(&prefix, "Sag");
-    let output = topics::processed_topic(&input);
+    let input = Topics::new(&prefix, None).entity("Sag");
+    let output = format!("{input}-processed");
     create_topic(&input, 3).await.expect("input topic");
     let fixtures = |ids: std::ops::RangeInclusive<i64>| {
         ids.map(|id| Fixture::event(&event("Sag", id, sag(id))))
@@ -127,7 +128,11 @@ async fn reset_to_a_time_reprocesses_exactly_what_came_after() {
         let expected = if id > 300 { 2 } else { 1 };
         assert_eq!(counts.get(&id.to_string()), Some(&expected), "Sag({id})");
     }
-    let log = oda_consumers::replay::log::read(&settings.kafka).expect("replay log");
+    let cluster = Cluster {
+        kafka: &settings.kafka,
+        topics: &settings.topics(),
+    };
+    let log = oda_consumers::replay::log::read(cluster).expect("replay log");
     let resets: Vec<_> = log.iter().filter(|e| e.command == "reset").collect();
     assert_eq!(resets.len(), 1, "{log:?}");
     assert_eq!(resets[0].records, 300);
@@ -143,8 +148,8 @@ impl Processor for Healing {
     const NAME: &'static str = "it-healing";
     const METRICS_PORT: u16 = 0;
 
-    fn inputs(settings: &Settings) -> Vec<String> {
-        entity_inputs(settings)
+    fn inputs(settings: &Settings, topics: &Topics) -> Vec<String> {
+        entity_inputs(settings, topics)
     }
 
     async fn open(_context: &Context) -> anyhow::Result<Self> {
@@ -166,9 +171,9 @@ impl Processor for Healing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redrive_brings_letters_back_once_and_never_over_a_newer_record() {
     let prefix = unique("it-redrive");
-    let input = topics::entity_topic(&prefix, "Sag");
-    let output = topics::processed_topic(&input);
-    let dlq = topics::dlq_topic(&prefix);
+    let input = Topics::new(&prefix, None).entity("Sag");
+    let output = format!("{input}-processed");
+    let dlq = Topics::new(&prefix, None).dlq().to_owned();
     create_topic(&input, 3).await.expect("input topic");
     produce(
         &input,
@@ -256,7 +261,7 @@ async fn redrive_brings_letters_back_once_and_never_over_a_newer_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_takes_exactly_the_time_range() {
     let prefix = unique("it-copy");
-    let input = topics::entity_topic(&prefix, "Sag");
+    let input = Topics::new(&prefix, None).entity("Sag");
     let target = format!("{input}-copy");
     create_topic(&input, 3).await.expect("input topic");
     let mut cuts = Vec::new();
@@ -307,9 +312,11 @@ async fn copy_takes_exactly_the_time_range() {
                 .is_some_and(|id| id.starts_with("copy-"))
         );
     }
-    let mut kafka = kafka();
-    kafka.topic_prefix = prefix;
-    let log = oda_consumers::replay::log::read(&kafka).expect("replay log");
+    let cluster = Cluster {
+        kafka: &kafka(),
+        topics: &Topics::new(&prefix, None),
+    };
+    let log = oda_consumers::replay::log::read(cluster).expect("replay log");
     assert!(
         log.iter().any(|e| e.command == "copy" && e.records == 200),
         "{log:?}"

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::Duration;
 
-use oda_cdc_core::event::{ChangeEvent, Op, headers};
-use oda_cdc_core::topics;
 use oda_cdc_testkit::{create_topic, free_port, terminate, unique};
+use oda_model::event::{ChangeEvent, Op, headers};
+use oda_model::topics::Topics;
 use serde_json::{Value, json};
 
 use crate::harness::{Fixture, event, processor, produce, read_at_least};
@@ -370,12 +370,12 @@ fn spawn(prefix: &str, group: &str, instance: &str, port: u16) -> Child {
 
 async fn prepare(prefix: &str) {
     for (entity, fixtures) in tables() {
-        let topic = topics::entity_topic(prefix, entity);
+        let topic = Topics::new(prefix, None).entity(entity);
         create_topic(&topic, 1).await.expect("table topic");
         produce(&topic, fixtures).await;
     }
     for entity in ["Stemme", "Afstemning"] {
-        create_topic(&topics::entity_topic(prefix, entity), 6)
+        create_topic(&Topics::new(prefix, None).entity(entity), 6)
             .await
             .expect("input topic");
     }
@@ -383,8 +383,8 @@ async fn prepare(prefix: &str) {
 
 async fn feed(prefix: &str, part: Part) {
     let (votes, divisions) = part;
-    produce(&topics::entity_topic(prefix, "Stemme"), votes).await;
-    produce(&topics::entity_topic(prefix, "Afstemning"), divisions).await;
+    produce(&Topics::new(prefix, None).entity("Stemme"), votes).await;
+    produce(&Topics::new(prefix, None).entity("Afstemning"), divisions).await;
 }
 
 fn assert_matches(have: &BTreeMap<i64, Value>, want: &BTreeMap<i64, Value>, run: &str) {
@@ -429,7 +429,7 @@ async fn one_instance_and_two_through_rebalances_give_the_true_tallies() {
     for part in streams().0 {
         feed(&single, part).await;
     }
-    let processed = topics::named_processed_topic(&single, "votes");
+    let processed = Topics::new(&single, None).processor_output("votes");
     let one = converged(&processed, &want).await;
     assert_matches(&one, &want, "one instance");
 
@@ -437,7 +437,7 @@ async fn one_instance_and_two_through_rebalances_give_the_true_tallies() {
     // vote arriving: the idle instance recounts and rewrites its tallies.
     let moved: Moved = Some((1, "2023-01-15"));
     produce(
-        &topics::entity_topic(&single, "Møde"),
+        &Topics::new(&single, None).entity("Møde"),
         vec![upsert(
             "Møde",
             1,
@@ -461,7 +461,7 @@ async fn one_instance_and_two_through_rebalances_give_the_true_tallies() {
     let mut parts = streams().0.into_iter();
     let mut a = spawn(&double, &group, "a", port_a);
     feed(&double, parts.next().expect("part 1")).await;
-    let processed = topics::named_processed_topic(&double, "votes");
+    let processed = Topics::new(&double, None).processor_output("votes");
     read_at_least(&processed, 20, Duration::from_secs(60)).await;
     let mut b = spawn(&double, &group, "b", port_b);
     feed(&double, parts.next().expect("part 2")).await;
@@ -494,7 +494,7 @@ async fn tables_that_appear_after_the_start_are_followed_and_counted() {
     let want = expected(&truth, None);
     let prefix = unique("it-votes3");
     for entity in ["Stemme", "Afstemning"] {
-        create_topic(&topics::entity_topic(&prefix, entity), 6)
+        create_topic(&Topics::new(&prefix, None).entity(entity), 6)
             .await
             .expect("input topic");
     }
@@ -502,7 +502,7 @@ async fn tables_that_appear_after_the_start_are_followed_and_counted() {
     for part in parts {
         feed(&prefix, part).await;
     }
-    let processed = topics::named_processed_topic(&prefix, "votes");
+    let processed = Topics::new(&prefix, None).processor_output("votes");
     // Without tables: every division counted, none with a date.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -523,7 +523,7 @@ async fn tables_that_appear_after_the_start_are_followed_and_counted() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for (entity, fixtures) in tables() {
-        let topic = topics::entity_topic(&prefix, entity);
+        let topic = Topics::new(&prefix, None).entity(entity);
         create_topic(&topic, 1).await.expect("table topic");
         produce(&topic, fixtures).await;
     }

@@ -1,4 +1,4 @@
-//! The configuration keys SPEC §7 fixes, with the kind of value each takes.
+//! The configuration keys contract.md#configuration fixes, with the kind of value each takes.
 //!
 //! The environment and `--set` flags deliver text; this table says how to
 //! read it (a number, a comma-separated list, …) and lets every layer

@@ -9,7 +9,7 @@ use toml::{Table, Value};
 
 use super::ConfigError;
 use super::keys::{self, ENV_ALIASES, KAFKA_PROPERTIES, KeyKind};
-use crate::model;
+use oda_model::entity::entity_set_ci;
 
 /// Prefix of the environment variables that carry configuration keys.
 pub const ENV_PREFIX: &str = "ODA_CDC_";
@@ -243,7 +243,7 @@ fn canonical_key(key: &str, origin: &Origin) -> Result<String, ConfigError> {
     };
     let mut parts: Vec<String> = key.split('.').map(str::to_owned).collect();
     if parts.len() == 3 && parts[0] == "entity" {
-        let set = model::entity_set_ci(&parts[1]).ok_or_else(unknown)?;
+        let set = entity_set_ci(&parts[1]).ok_or_else(unknown)?;
         parts[1] = set.name.clone();
     }
     let key = parts.join(".");

@@ -1,4 +1,4 @@
-//! Typed configuration shared by every binary (SPEC §7).
+//! Typed configuration shared by every binary (contract.md#configuration).
 //!
 //! Values come from three layers, each overriding the one before: a TOML
 //! file (`--config`), the environment (`ODA_CDC_<KEY>` with dots as `__`,
@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use oda_model::topics::Topics;
 use serde::Deserialize;
 
 pub use self::duration::HumanDuration;
@@ -48,7 +49,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The exit status SPEC §7 gives to bad configuration.
+    /// The exit status contract.md#exit-codes gives to bad configuration.
     pub const EXIT_CODE: u8 = 2;
 }
 
@@ -205,7 +206,7 @@ impl Default for SourceSettings {
 }
 
 fn default_base_url() -> String {
-    crate::DEFAULT_ODA_BASE_URL.to_owned()
+    oda_model::DEFAULT_ODA_BASE_URL.to_owned()
 }
 
 /// Per-entity overrides of the global intervals and the fields to keep out.
@@ -349,6 +350,12 @@ pub struct LogSettings {
 }
 
 impl Settings {
+    /// Every topic name these settings imply. A service builds this once at
+    /// start and passes it on; nothing else derives names from the prefix.
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.kafka.topic_prefix, self.consumer.dlq_topic.as_deref())
+    }
+
     /// Reads the layers and checks the values that serde cannot.
     pub fn load(layers: &Layers) -> Result<Self, ConfigError> {
         let settings: Settings = layers.deserialize()?;

@@ -1,6 +1,6 @@
 //! Kafka plumbing: client configs built from [`KafkaSettings`], a client
 //! context that routes librdkafka's logs into `tracing`, and topic
-//! creation with SPEC §3's policies.
+//! creation with the policies of contract.md#durability.
 //!
 //! [`KafkaSettings`]: crate::config::KafkaSettings
 
@@ -13,5 +13,5 @@ pub mod transactions;
 pub use self::client::{describe_config, redacted};
 pub use self::context::LogContext;
 pub use self::reader::{ReadError, TopicReader};
-pub use self::topics::{TopicError, TopicSpec, ensure_topics};
+pub use self::topics::{TopicError, TopicSpec, ensure_topics, partitions};
 pub use self::transactions::{is_fenced, transactional_producer};

@@ -1,19 +1,38 @@
-//! Creating topics with the policies of SPEC §3 when they are missing.
+//! Creating topics with the policies of contract.md#durability when they are missing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+
+/// The partition ids of `topic`, in order; empty when it does not exist
+/// (or the broker reports an error for it).
+pub fn partitions<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
 
 /// What a topic should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
-    /// `None`: min(3, brokers), as SPEC §3 asks.
+    /// `None`: min(3, brokers), as contract.md#durability asks.
     pub replication: Option<i32>,
     /// Topic configs such as `cleanup.policy`; `min.insync.replicas` is
     /// filled in from the broker count unless set here.

@@ -1,19 +1,19 @@
-//! HTTP to the ODA API with the politeness and resilience SPEC §7 and the
+//! HTTP to the ODA API with the politeness and resilience contract.md#configuration and the
 //! producer issue ask for.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use rand::Rng;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use super::breaker::Breaker;
 use super::page::Page;
-use super::query::{Query, entity_path};
 use super::ratelimit::RateLimiter;
+use oda_model::odata::{Query, entity_path};
 
 /// Why a request failed, by what the caller should do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,12 +72,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt))
-            .min(self.cap);
-        Duration::from_secs_f64(rng.random::<f64>() * ceiling.as_secs_f64())
+    /// The pauses before each retry of one request: doubling from `base`
+    /// up to `cap`, jittered so many clients do not retry in step, and
+    /// `attempts - 1` of them (the first try needs none).
+    fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        ExponentialBuilder::new()
+            .with_min_delay(self.base)
+            .with_max_delay(self.cap)
+            .with_factor(2.0)
+            .with_max_times(self.attempts.saturating_sub(1) as usize)
+            .with_jitter()
+            .build()
     }
 }
 
@@ -105,7 +110,7 @@ impl Default for ClientTuning {
     }
 }
 
-/// The client's metrics (SPEC §7 names).
+/// The client's metrics (names as contract.md#metrics fixes them).
 #[derive(Debug, Clone)]
 pub struct ClientMetrics {
     pub requests: IntCounterVec,
@@ -258,6 +263,7 @@ impl OdaClient {
         url: &str,
         parse: impl Fn(&Bytes) -> Result<T, FetchError>,
     ) -> Result<T, FetchError> {
+        let mut delays = self.retry.delays();
         let mut attempt = 0;
         loop {
             let result = self.attempt(url).await.and_then(|body| {
@@ -272,16 +278,15 @@ impl OdaClient {
                 Err(e) => e,
             };
             attempt += 1;
-            if !error.is_retryable() || attempt >= self.retry.attempts {
+            let Some(backoff) = delays.next().filter(|_| error.is_retryable()) else {
                 return Err(error);
-            }
+            };
             self.metrics.retries.inc();
-            let jitter = self.retry.backoff(attempt, &mut rand::rng());
             let wait = match &error {
                 FetchError::Throttled {
                     retry_after: Some(after),
-                } => (*after).max(jitter),
-                _ => jitter,
+                } => (*after).max(backoff),
+                _ => backoff,
             };
             tracing::debug!(%error, attempt, wait_ms = wait.as_millis() as u64, url, "Retrying ODA request.");
             tokio::time::sleep(wait).await;

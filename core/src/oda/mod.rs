@@ -6,7 +6,6 @@
 mod breaker;
 mod client;
 mod page;
-mod query;
 mod ratelimit;
 
 pub use self::breaker::{Breaker, BreakerState};
@@ -14,5 +13,4 @@ pub use self::client::{
     ClientMetrics, ClientTuning, FetchError, OdaClient, RetryPolicy, USER_AGENT,
 };
 pub use self::page::Page;
-pub use self::query::{Query, encode_component, entity_path, escape_data_string};
 pub use self::ratelimit::RateLimiter;

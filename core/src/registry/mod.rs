@@ -10,7 +10,7 @@ use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSche
 use serde::Deserialize;
 
 use crate::config::RegistrySettings;
-use crate::oda::escape_data_string;
+use oda_model::odata::escape_data_string;
 
 /// Registry failures, by what the caller should do about them.
 #[derive(Debug, thiserror::Error)]

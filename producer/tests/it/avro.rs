@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use oda_cdc_core::config::Format;
 use oda_cdc_testkit::{python, read_topic, registry, tests_path};
-use oda_producer::worker::StartFrom;
+use oda_producer::StartFrom;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 
 use crate::harness::{Producer, Sim, settings, wait_streaming};
@@ -16,7 +16,7 @@ use crate::harness::{Producer, Sim, settings, wait_streaming};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_entity_in_avro_decodes_in_rust_and_in_python() {
     let sim = Sim::start(|c| c.scale = 3_000).await;
-    let all: Vec<&str> = oda_cdc_core::model::entity_sets()
+    let all: Vec<&str> = oda_model::entity::entity_sets()
         .iter()
         .filter(|s| s.is_captured_by_default())
         .map(|s| s.name.as_str())
@@ -28,7 +28,7 @@ async fn every_entity_in_avro_decodes_in_rust_and_in_python() {
     let producer = Producer::start(settings, StartFrom::Beginning);
 
     // Wait until Sag holds every row.
-    let sag_topic = oda_cdc_core::topics::entity_topic(&prefix, "Sag");
+    let sag_topic = oda_model::topics::Topics::new(&prefix, None).entity("Sag");
     let rows = sim.hashes("Sag").len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let records = loop {
@@ -46,7 +46,7 @@ async fn every_entity_in_avro_decodes_in_rust_and_in_python() {
 
     // Rust: decode through the registry, restore Danish names, compare hashes.
     let decoder = AvroDecoder::new(registry().sr_settings().expect("settings"));
-    let set = oda_cdc_core::model::entity_set("Sag").expect("Sag");
+    let set = oda_model::entity::entity_set("Sag").expect("Sag");
     let hashes = sim.hashes("Sag");
     for record in &records {
         assert_eq!(
@@ -57,10 +57,10 @@ async fn every_entity_in_avro_decodes_in_rust_and_in_python() {
             .decode(record.value.as_deref())
             .await
             .expect("decodes");
-        let event = oda_cdc_core::avro::avro_to_event(set, &decoded.value).expect("an event");
+        let event = oda_model::avro::avro_to_event(set, &decoded.value).expect("an event");
         let after = event.after.expect("after");
         assert_eq!(
-            Some(&oda_cdc_core::hash::content_hash(&after)),
+            Some(&oda_model::hash::content_hash(&after)),
             hashes.get(&event.id),
             "Sag({}) decodes to the source record",
             event.id
@@ -81,7 +81,7 @@ async fn every_entity_in_avro_decodes_in_rust_and_in_python() {
     for entity in &all {
         command.args([
             "--topic",
-            &oda_cdc_core::topics::entity_topic(&prefix, entity),
+            &oda_model::topics::Topics::new(&prefix, None).entity(entity),
         ]);
     }
     let output = tokio::task::spawn_blocking(move || command.output().expect("python runs"))
@@ -148,7 +148,9 @@ async fn a_field_that_changes_type_is_dead_lettered_and_the_stream_goes_on() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     producer.stop().await;
 
-    let dlq = oda_cdc_core::topics::dlq_topic(&prefix);
+    let dlq = oda_model::topics::Topics::new(&prefix, None)
+        .dlq()
+        .to_owned();
     let letters = tokio::task::spawn_blocking(move || read_topic(&dlq).expect("dlq"))
         .await
         .expect("join");
@@ -181,7 +183,7 @@ async fn a_field_that_changes_type_is_dead_lettered_and_the_stream_goes_on() {
         assert!(raw["typeid"].is_string(), "the raw source record: {raw}");
     }
     // The stream went on: later inserts are on the entity topic.
-    let topic = oda_cdc_core::topics::entity_topic(&prefix, "Sag");
+    let topic = oda_model::topics::Topics::new(&prefix, None).entity("Sag");
     let keys: Vec<i64> = tokio::task::spawn_blocking(move || read_topic(&topic).expect("topic"))
         .await
         .expect("join")

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use oda_cdc_core::config::Settings;
-use oda_producer::worker::StartFrom;
+use oda_producer::StartFrom;
 use serde_json::json;
 
 use crate::harness::{
@@ -36,7 +36,7 @@ async fn cli(settings: &Settings, args: &[&str]) -> std::process::Output {
 
 /// Ids that got a backfill `r`, and how often.
 async fn backfilled(prefix: &str, entity: &str) -> BTreeMap<i64, usize> {
-    let topic = oda_cdc_core::topics::entity_topic(prefix, entity);
+    let topic = oda_model::topics::Topics::new(prefix, None).entity(entity);
     let mut counts = BTreeMap::new();
     for (id, list) in events(&topic).await {
         let n = list
@@ -136,10 +136,10 @@ async fn backfill_and_rewind_without_a_service() {
     .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let topic = oda_cdc_core::topics::checkpoint_topic(&prefix);
+    let topic = oda_model::topics::Topics::new(&prefix, None);
     let kafka = settings.kafka.clone();
     let checkpoints =
-        tokio::task::spawn_blocking(move || oda_producer::restore::checkpoints(&kafka, &topic))
+        tokio::task::spawn_blocking(move || oda_producer::read_checkpoints(&kafka, &topic))
             .await
             .expect("join")
             .expect("checkpoints");

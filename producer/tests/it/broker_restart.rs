@@ -1,5 +1,5 @@
 //! The broker goes away and comes back while the producer streams under
-//! mutations: SPEC §5 still holds (§5.5, durability across broker
+//! mutations: contract.md#delivery-guarantees still holds (durability across broker
 //! restarts), and the producer rides it out instead of exiting.
 //!
 //! It restarts the shared test broker, so no other test may run beside

@@ -1,4 +1,4 @@
-//! Exit codes and messages of the binary (SPEC §7).
+//! Exit codes and messages of the binary (contract.md#exit-codes).
 
 use std::process::Command;
 use std::time::Duration;
@@ -95,10 +95,8 @@ async fn status_shows_checkpoints_and_the_running_service() {
         .map(|a| a.port())
         .expect("free port");
     settings.metrics.addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    let service = crate::harness::Producer::start(
-        settings.clone(),
-        oda_producer::worker::StartFrom::Beginning,
-    );
+    let service =
+        crate::harness::Producer::start(settings.clone(), oda_producer::StartFrom::Beginning);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let env = [
         ("KAFKA_BROKERS", settings.kafka.brokers.clone()),

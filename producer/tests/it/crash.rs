@@ -1,5 +1,5 @@
 //! `kill -9` at random instants, during the snapshot and during streaming,
-//! with a restart each time: nothing lost, nothing duplicated (SPEC §5.5).
+//! with a restart each time: nothing lost, nothing duplicated (contract.md#durability-across-failures).
 
 use std::process::Child;
 use std::time::Duration;
@@ -20,9 +20,9 @@ fn spawn(base_url: &str, prefix: &str, transactional_id: &str, port: u16) -> Chi
 /// Whether Stemme's committed checkpoint shows a snapshot in progress
 /// (`None` before the first checkpoint).
 async fn snapshot_running(prefix: &str) -> Option<bool> {
-    let topic = oda_cdc_core::topics::checkpoint_topic(prefix);
+    let topic = oda_model::topics::Topics::new(prefix, None);
     let checkpoints =
-        tokio::task::spawn_blocking(move || oda_producer::restore::checkpoints(&kafka(), &topic))
+        tokio::task::spawn_blocking(move || oda_producer::read_checkpoints(&kafka(), &topic))
             .await
             .expect("join")
             .ok()?;
@@ -90,7 +90,7 @@ async fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
     }
     let mut last = spawn(&base_url, &prefix, &transactional_id, free_port());
     let problems = converge(&sim, &prefix, ENTITIES, &initial, Duration::from_secs(120)).await;
-    // A graceful stop: SIGTERM, exit 0 within SPEC's 10 s.
+    // A graceful stop: SIGTERM, exit 0 within 10 s (contract.md#shutdown).
     let status = oda_cdc_testkit::terminate(&mut last, Duration::from_secs(10)).await;
 
     // Assert
@@ -101,7 +101,7 @@ async fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
         "kills must hit both phases: {mid_snapshot} mid-snapshot, {mid_stream} while streaming"
     );
     // Every Stemme id exactly once as `r` or `c` (no inserts on Stemme).
-    let topic = oda_cdc_core::topics::entity_topic(&prefix, "Stemme");
+    let topic = oda_model::topics::Topics::new(&prefix, None).entity("Stemme");
     let events = crate::harness::events(&topic).await;
     let firsts = |id: &i64| {
         events.get(id).map_or(0, |list| {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use oda_cdc_core::config::HumanDuration;
-use oda_producer::worker::StartFrom;
+use oda_producer::StartFrom;
 use serde_json::json;
 
 use crate::harness::{
@@ -45,7 +45,7 @@ async fn deletes_are_published_and_racing_inserts_are_not() {
     // tombstone (both carry oda.op = d); ids deleted before anyone saw
     // them need none.
     let sag = op_counts(&prefix, "Sag").await;
-    let published = events(&oda_cdc_core::topics::entity_topic(&prefix, "Sag")).await;
+    let published = events(&oda_model::topics::Topics::new(&prefix, None).entity("Sag")).await;
     let deleted_and_seen = sim
         .log()
         .iter()

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use oda_cdc_core::oda::{ClientTuning, RetryPolicy};
-use oda_producer::app::RunOptions;
-use oda_producer::worker::StartFrom;
+use oda_producer::RunOptions;
+use oda_producer::StartFrom;
 use serde_json::json;
 
 use crate::harness::{
@@ -187,7 +187,8 @@ async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
         "the outage interrupted the snapshot:\n{text}"
     );
     let events =
-        crate::harness::events(&oda_cdc_core::topics::entity_topic(&prefix, "Stemme")).await;
+        crate::harness::events(&oda_model::topics::Topics::new(&prefix, None).entity("Stemme"))
+            .await;
     let read_twice: Vec<i64> = events
         .iter()
         .filter(|(_, list)| list.iter().filter(|e| e.op == "r").count() > 1)

@@ -1,5 +1,5 @@
 //! Starting the simulator and the producer, and judging the topics by the
-//! rules of SPEC §5 against the simulator's ground truth.
+//! rules of contract.md#delivery-guarantees against the simulator's ground truth.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -8,8 +8,8 @@ use std::time::Duration;
 use oda_cdc_core::config::{HumanDuration, Settings};
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_cdc_testkit::{ReadRecord, kafka, read_topic, unique};
-use oda_producer::app::{self, RunOptions};
-use oda_producer::worker::StartFrom;
+use oda_producer::RunOptions;
+use oda_producer::StartFrom;
 use oda_sim::{RunningSim, SimConfig};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -115,7 +115,7 @@ impl Producer {
 
     pub(crate) fn start_with(settings: Settings, options: RunOptions) -> Self {
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app::run(settings, options, shutdown.clone()));
+        let task = tokio::spawn(oda_producer::run(settings, options, shutdown.clone()));
         Self { shutdown, task }
     }
 
@@ -191,7 +191,7 @@ pub(crate) fn states(
     states
 }
 
-/// Checks SPEC §5 rules 1–3 for every id of one entity; returns problems.
+/// Checks contract.md#delivery-guarantees rules 1–3 for every id of one entity; returns problems.
 pub(crate) fn judge(
     entity: &str,
     events: &BTreeMap<i64, Vec<Event>>,
@@ -299,7 +299,7 @@ pub(crate) async fn converge_where(
         let log = sim.log();
         let mut problems = Vec::new();
         for entity in entities {
-            let topic = oda_cdc_core::topics::entity_topic(prefix, entity);
+            let topic = oda_model::topics::Topics::new(prefix, None).entity(entity);
             let mut events = events(&topic).await;
             events.retain(|id, _| keep(*id));
             let states = states(&initial[*entity], &log, entity);
@@ -316,7 +316,7 @@ pub(crate) async fn converge_where(
 
 /// How many events of each op an entity's topic holds.
 pub(crate) async fn op_counts(prefix: &str, entity: &str) -> BTreeMap<String, usize> {
-    let topic = oda_cdc_core::topics::entity_topic(prefix, entity);
+    let topic = oda_model::topics::Topics::new(prefix, None).entity(entity);
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for list in events(&topic).await.values() {
         for event in list {
@@ -340,11 +340,11 @@ pub(crate) fn assert_no_problems(problems: &[String]) {
 /// snapshot finished), so a test's changes land after it.
 pub(crate) async fn wait_streaming(prefix: &str, entity: &str, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
-    let topic = oda_cdc_core::topics::checkpoint_topic(prefix);
+    let topic = oda_model::topics::Topics::new(prefix, None);
     loop {
         let t = topic.clone();
         let checkpoints =
-            tokio::task::spawn_blocking(move || oda_producer::restore::checkpoints(&kafka(), &t))
+            tokio::task::spawn_blocking(move || oda_producer::read_checkpoints(&kafka(), &t))
                 .await
                 .expect("join")
                 .unwrap_or_default();

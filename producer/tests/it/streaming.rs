@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use oda_producer::worker::StartFrom;
+use oda_producer::StartFrom;
 use serde_json::json;
 
 use crate::harness::{
@@ -39,7 +39,7 @@ async fn topics_agree_with_the_ground_truth_after_snapshot_and_changes() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
 
-    // Assert: SPEC §5 rules 1–3 for every id.
+    // Assert: contract.md#delivery-guarantees rules 1–3 for every id.
     let problems = converge(&sim, &prefix, ENTITIES, &initial, Duration::from_secs(90)).await;
     producer.stop().await;
     assert_no_problems(&problems);
@@ -50,7 +50,7 @@ async fn topics_agree_with_the_ground_truth_after_snapshot_and_changes() {
     assert_eq!(first_seen, initial["Sag"].len() + 8 * 3, "{sag:?}");
     assert!(sag.get("u").is_some_and(|n| *n > 10), "{sag:?}");
     // A tie wider than a page was published whole.
-    let stemme = events(&oda_cdc_core::topics::entity_topic(&prefix, "Stemme")).await;
+    let stemme = events(&oda_model::topics::Topics::new(&prefix, None).entity("Stemme")).await;
     let mut per_stamp: BTreeMap<String, usize> = BTreeMap::new();
     for event in stemme.values().flatten().filter(|e| e.op == "u") {
         *per_stamp

@@ -282,7 +282,8 @@ async fn select_projects_fields_in_metadata_order() {
 async fn single_entity_navigation_and_samples_are_served_as_captured() {
     let sim = Sim::start(|_| {}).await;
     let captured: Vec<Value> =
-        serde_json::from_str(include_str!("../../data/samples/Afstemning.json")).expect("sample");
+        serde_json::from_str(oda_model::samples::complete("Afstemning").expect("sample"))
+            .expect("sample");
     for sample in captured {
         let id = sample["id"].as_i64().expect("id");
         let served = sim.json(&sim.api(&format!("Afstemning({id})"))).await;

@@ -1,5 +1,5 @@
 //! The change log is the ground truth: it equals the applied changes, and
-//! its hashes are the shared SPEC §5 hash of what the API serves.
+//! its hashes are the shared contract.md#content-hash hash of what the API serves.
 
 use std::collections::BTreeMap;
 
@@ -62,7 +62,7 @@ async fn change_log_matches_what_the_api_serves_and_the_shared_hash() {
         record.remove("odata.metadata");
         assert_eq!(
             entry["hash"],
-            oda_cdc_core::hash::content_hash(&record),
+            oda_model::hash::content_hash(&record),
             "{entity}({id})"
         );
         assert_eq!(

@@ -147,7 +147,7 @@ async fn every_generated_envelope_schema_registers_in_the_real_registry() {
     let client = registry().client().expect("client");
     let prefix = unique("it-envelopes");
     let mut registered = 0;
-    for (file, text) in oda_cdc_core::avro::schema_files() {
+    for (file, text) in oda_model::avro::schema_files() {
         if !file.starts_with("ChangeEvent") {
             continue;
         }
@@ -163,10 +163,10 @@ async fn every_generated_envelope_schema_registers_in_the_real_registry() {
 
 #[tokio::test]
 async fn a_generated_schema_evolves_by_optional_fields_only() {
-    let set = oda_cdc_core::model::entity_set("Sag").expect("Sag");
+    let set = oda_model::entity::entity_set("Sag").expect("Sag");
     let client = registry().client().expect("client");
     let subject = format!("{}-value", unique("it-sag-evolve"));
-    let base = oda_cdc_core::avro::entity_schema(set);
+    let base = oda_model::avro::entity_schema(set);
     client
         .register_avro(&subject, &base.to_string())
         .await

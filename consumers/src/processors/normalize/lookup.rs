@@ -14,15 +14,15 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use oda_cdc_core::config::KafkaSettings;
-use oda_cdc_core::event::ChangeEvent;
-use oda_cdc_core::model::{EdmType, EntitySet, entity_sets};
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_cdc_core::topics;
+use oda_model::entity::{EdmType, EntitySet, entity_sets};
+use oda_model::event::ChangeEvent;
+use oda_model::topics::Topics;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
-use crate::decode::Decoder;
-use crate::follow::decode_blocking;
+use crate::runner::decode::Decoder;
+use crate::runner::follow::decode_blocking;
 use oda_cdc_core::kafka::TopicReader;
 use oda_cdc_core::kafka::reader::key_text;
 
@@ -122,18 +122,14 @@ impl Tables {
 /// complete.
 pub async fn load(
     kafka: &KafkaSettings,
+    topics: &Topics,
     decoder: Arc<Decoder>,
     shutdown: CancellationToken,
 ) -> Result<Tables, KafkaError> {
     let tables = Tables::default();
     let by_topic: HashMap<String, (String, String)> = lookup_sets()
         .into_iter()
-        .map(|(table, label)| {
-            (
-                topics::entity_topic(&kafka.topic_prefix, &table),
-                (table, label),
-            )
-        })
+        .map(|(table, label)| (topics.entity(&table), (table, label)))
         .collect();
     let names: Vec<String> = by_topic.keys().cloned().collect();
     let reader = TopicReader::whole_topics(kafka, "oda-normalize-lookups", &names)?;

@@ -21,16 +21,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use oda_cdc_core::config::Settings;
-use oda_cdc_core::event::{ChangeEvent, Op};
-use oda_cdc_core::model::{self, EdmType};
-use oda_cdc_core::odatime;
+use oda_model::entity::{EdmType, entity_set, entity_sets};
+use oda_model::event::{ChangeEvent, Op};
+use oda_model::odatime;
+use oda_model::topics::Topics;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::DropGuard;
 
 use self::lookup::{Reference, Tables};
-use crate::decode::Decoder;
-use crate::processor::{Context, Input, Output, ProcessError, Processor};
 use crate::processors::passthrough::entity_inputs;
+use crate::runner::decode::Decoder;
+use crate::runner::processor::{Context, Input, Output, ProcessError, Processor};
 
 /// The processor: the lookup tables and each entity's references.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl Normalize {
     /// A normalizer over given tables (tests and benchmarks fill their own).
     pub fn with_tables(tables: Tables) -> Self {
         let lookups = lookup::lookup_sets();
-        let references = model::entity_sets()
+        let references = entity_sets()
             .iter()
             .map(|set| (set.name.clone(), lookup::references(set, &lookups)))
             .collect();
@@ -59,7 +60,7 @@ impl Normalize {
 
     /// The clean document of one change event.
     pub fn document(&self, event: &ChangeEvent) -> Value {
-        let set = model::entity_set(&event.entity);
+        let set = entity_set(&event.entity);
         let mut unresolved = Vec::new();
         let record = event.after.as_ref().map(|after| {
             let mut record = Map::with_capacity(after.len() + 3);
@@ -127,14 +128,20 @@ impl Processor for Normalize {
     const NAME: &'static str = "oda-normalize";
     const METRICS_PORT: u16 = 9465;
 
-    fn inputs(settings: &Settings) -> Vec<String> {
-        entity_inputs(settings)
+    fn inputs(settings: &Settings, topics: &Topics) -> Vec<String> {
+        entity_inputs(settings, topics)
     }
 
     async fn open(context: &Context) -> anyhow::Result<Self> {
         let decoder = Arc::new(Decoder::new(&context.settings.schema_registry)?);
         let follower = context.shutdown.child_token();
-        let tables = lookup::load(&context.settings.kafka, decoder, follower.clone()).await?;
+        let tables = lookup::load(
+            &context.settings.kafka,
+            &context.topics,
+            decoder,
+            follower.clone(),
+        )
+        .await?;
         Ok(Self {
             _follower: Some(follower.drop_guard()),
             ..Self::with_tables(tables)

@@ -34,9 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oda_cdc_core::config::Settings;
-use oda_cdc_core::event::{Op, headers};
 use oda_cdc_core::kafka::TopicSpec;
-use oda_cdc_core::topics;
+use oda_model::event::{Op, headers};
+use oda_model::topics::Topics;
 use prometheus::IntGauge;
 use rdkafka::message::Message;
 use serde_json::{Map, Value, json};
@@ -44,10 +44,10 @@ use tokio_util::sync::DropGuard;
 
 use self::state::{Division, PartitionState, Routed, Tally, Vote};
 use self::tables::{TABLE_SETS, Tables, VoteKind};
-use crate::changelog::{ChangelogStore, partition_count};
-use crate::decode::Decoder;
-use crate::follow::decode_blocking;
-use crate::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
+use crate::runner::changelog::{ChangelogStore, partition_count};
+use crate::runner::decode::Decoder;
+use crate::runner::follow::decode_blocking;
+use crate::runner::processor::{Context, Input, Output, ProcessError, Processor, Unusable};
 use oda_cdc_core::kafka::TopicReader;
 use oda_cdc_core::kafka::reader::key_text;
 
@@ -57,7 +57,7 @@ static HELD: std::sync::OnceLock<Option<IntGauge>> = std::sync::OnceLock::new();
 /// The least time between two recounts after the tables changed.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
-/// The topics of one deployment.
+/// The topics oda-votes reads and writes, from the deployment's names.
 #[derive(Debug, Clone)]
 pub struct VoteTopics {
     pub stemme: String,
@@ -67,14 +67,17 @@ pub struct VoteTopics {
     pub processed: String,
 }
 
+/// The name this processor's own topics carry.
+const TOPIC_NAME: &str = "votes";
+
 impl VoteTopics {
-    pub fn new(prefix: &str) -> Self {
+    pub fn new(topics: &Topics) -> Self {
         Self {
-            stemme: topics::entity_topic(prefix, "Stemme"),
-            afstemning: topics::entity_topic(prefix, "Afstemning"),
-            repartition: format!("{prefix}-votes-repartition"),
-            changelog: format!("{prefix}-votes-changelog"),
-            processed: topics::named_processed_topic(prefix, "votes"),
+            stemme: topics.entity("Stemme"),
+            afstemning: topics.entity("Afstemning"),
+            repartition: topics.processor_topic(TOPIC_NAME, "repartition"),
+            changelog: topics.processor_topic(TOPIC_NAME, "changelog"),
+            processed: topics.processor_output(TOPIC_NAME),
         }
     }
 }
@@ -338,17 +341,17 @@ impl Processor for Votes {
     const METRICS_PORT: u16 = 9466;
     const TICK: Option<Duration> = Some(REFRESH_EVERY);
 
-    fn inputs(settings: &Settings) -> Vec<String> {
-        let t = VoteTopics::new(&settings.kafka.topic_prefix);
+    fn inputs(_settings: &Settings, topics: &Topics) -> Vec<String> {
+        let t = VoteTopics::new(topics);
         vec![t.stemme, t.afstemning, t.repartition]
     }
 
-    fn output_topic(settings: &Settings, _input: &str) -> String {
-        VoteTopics::new(&settings.kafka.topic_prefix).processed
+    fn output_topic(_settings: &Settings, topics: &Topics, _input: &str) -> String {
+        VoteTopics::new(topics).processed
     }
 
-    fn output_topics(settings: &Settings) -> Vec<TopicSpec> {
-        let t = VoteTopics::new(&settings.kafka.topic_prefix);
+    fn output_topics(_settings: &Settings, topics: &Topics) -> Vec<TopicSpec> {
+        let t = VoteTopics::new(topics);
         vec![
             TopicSpec::compacted(t.processed),
             // Never compacted: one key (an Afstemning) carries many votes.
@@ -359,7 +362,7 @@ impl Processor for Votes {
 
     async fn open(context: &Context) -> anyhow::Result<Self> {
         let settings = &context.settings;
-        let topics = VoteTopics::new(&settings.kafka.topic_prefix);
+        let topics = VoteTopics::new(&context.topics);
         let partitions = partition_count(&settings.kafka, &topics.repartition)?;
         let changelog = partition_count(&settings.kafka, &topics.changelog)?;
         if partitions != changelog {
@@ -389,12 +392,7 @@ impl Processor for Votes {
         let decoder = Arc::new(Decoder::new(&settings.schema_registry)?);
         let by_topic: HashMap<String, &'static str> = TABLE_SETS
             .iter()
-            .map(|set| {
-                (
-                    topics::entity_topic(&settings.kafka.topic_prefix, set),
-                    *set,
-                )
-            })
+            .map(|set| (context.topics.entity(set), *set))
             .collect();
         let names: Vec<String> = by_topic.keys().cloned().collect();
         let reader = TopicReader::whole_topics(&settings.kafka, "oda-votes-tables", &names)?;

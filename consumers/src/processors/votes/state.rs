@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::changelog::{BadChange, PartitionState as ChangelogState};
+use crate::runner::changelog::{BadChange, PartitionState as ChangelogState};
 
 /// The fields of an Afstemning a tally shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use oda_cdc_core::event::ChangeEvent;
+use oda_model::event::ChangeEvent;
 use serde_json::{Map, Value};
 
 /// The entity sets the tables are made of.
@@ -308,7 +308,7 @@ impl Tables {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oda_cdc_core::event::Op;
+    use oda_model::event::Op;
     use serde_json::json;
 
     fn put(tables: &Tables, entity: &str, after: Value) {

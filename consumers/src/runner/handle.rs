@@ -1,0 +1,196 @@
+//! One record through the processor: decoded, processed with bounded
+//! retries, and turned into outputs or a dead letter.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use oda_cdc_core::dead_letter::{self, ErrorKind, Letter, Origin};
+use oda_model::event::headers as event_headers;
+use rdkafka::message::{Message, OwnedMessage};
+
+use super::decode::DecodeError;
+use super::processor::{Input, Output, ProcessError, Processor};
+use super::write::Outgoing;
+use super::{SessionError, Shared};
+
+/// Decodes and processes one record, appending what it yields (outputs,
+/// or a dead letter) to `outgoing`.
+pub(super) async fn handle<P: Processor>(
+    shared: &Shared,
+    processor: &mut P,
+    message: &OwnedMessage,
+    output_topics: &mut HashMap<String, String>,
+    retry_budget: &mut Duration,
+    outgoing: &mut Vec<Outgoing>,
+) -> Result<(), SessionError> {
+    let started = Instant::now();
+    let headers = dead_letter::owned_headers(message);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    };
+    let earlier = dead_letter::earlier_attempts(&headers);
+    let decoded = if processor.decodes(message.topic()) {
+        shared
+            .decoder
+            .decode(
+                message.payload(),
+                header(event_headers::CONTENT_TYPE),
+                header(event_headers::ENTITY),
+            )
+            .await
+    } else {
+        Ok(None)
+    };
+    let event = match decoded {
+        Ok(event) => event,
+        Err(DecodeError::Invalid(reason)) => {
+            outgoing.push(letter::<P>(
+                shared,
+                message,
+                &headers,
+                ErrorKind::Decode,
+                &reason,
+                earlier + 1,
+            ));
+            return Ok(());
+        }
+        Err(unavailable) => return Err(unavailable.into()),
+    };
+    let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
+    let input = Input {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        key,
+        value: message.payload(),
+        headers: &headers,
+        event: event.as_ref(),
+    };
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        match processor.process(&input) {
+            Ok(outputs) => break Ok(outputs),
+            Err(ProcessError::Permanent(reason)) => break Err((ErrorKind::Processing, reason)),
+            Err(ProcessError::Retryable(reason)) => {
+                let pause = backoff(attempts);
+                if attempts > shared.max_retries || pause > *retry_budget {
+                    break Err((ErrorKind::Timeout, reason));
+                }
+                shared
+                    .metrics
+                    .records
+                    .with_label_values(&[P::NAME, "retried"])
+                    .inc();
+                *retry_budget -= pause;
+                tokio::time::sleep(pause).await;
+            }
+        }
+    };
+    shared
+        .metrics
+        .duration
+        .with_label_values(&[P::NAME])
+        .observe(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(outputs) => {
+            let default_topic = output_topics
+                .entry(message.topic().to_owned())
+                .or_insert_with(|| {
+                    P::output_topic(
+                        &shared.context.settings,
+                        &shared.context.topics,
+                        message.topic(),
+                    )
+                })
+                .clone();
+            for Output {
+                topic,
+                partition,
+                key,
+                value,
+                headers,
+            } in outputs
+            {
+                outgoing.push(Outgoing {
+                    topic: topic.unwrap_or_else(|| default_topic.clone()),
+                    partition,
+                    key: key
+                        .map(String::into_bytes)
+                        .or_else(|| message.key().map(<[u8]>::to_vec)),
+                    value,
+                    headers,
+                });
+            }
+            shared
+                .metrics
+                .records
+                .with_label_values(&[P::NAME, "processed"])
+                .inc();
+        }
+        Err((kind, reason)) => {
+            tracing::warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                kind = kind.as_str(),
+                %reason,
+                "Record dead-lettered."
+            );
+            outgoing.push(letter::<P>(
+                shared,
+                message,
+                &headers,
+                kind,
+                &reason,
+                earlier + attempts,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The pause before retry `attempt` (1-based): 100 ms doubling, at most 5 s.
+fn backoff(attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(6);
+    (Duration::from_millis(100) * factor).min(Duration::from_secs(5))
+}
+
+fn letter<P: Processor>(
+    shared: &Shared,
+    message: &OwnedMessage,
+    headers: &[(String, Vec<u8>)],
+    kind: ErrorKind,
+    reason: &str,
+    attempts: u32,
+) -> Outgoing {
+    shared.metrics.dlq.with_label_values(&[P::NAME]).inc();
+    shared
+        .metrics
+        .records
+        .with_label_values(&[P::NAME, "dead_lettered"])
+        .inc();
+    let letter = Letter {
+        processor: P::NAME,
+        kind,
+        message: reason,
+        attempts,
+        origin: Some(Origin {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            group: &shared.group,
+        }),
+    };
+    Outgoing {
+        topic: shared.context.topics.dlq().to_owned(),
+        partition: None,
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: dead_letter::letter_headers(headers, &letter),
+    }
+}

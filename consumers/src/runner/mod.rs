@@ -1,0 +1,160 @@
+//! The runner: everything around [`Processor::process`].
+//!
+//! One loop per instance reads a batch (up to [`MAX_BATCH`] records or
+//! [`LINGER`] after the first), decodes and processes it record by record
+//! in partition order, and writes outputs, dead letters and the input
+//! offsets together:
+//!
+//! - exactly-once: one Kafka transaction per batch, the offsets sent to it
+//!   (`send_offsets_to_transaction` with the group's metadata, so a zombie
+//!   from an older generation is fenced);
+//! - at-least-once: outputs acknowledged, then offsets committed.
+//!
+//! Any Kafka failure ends the session; the supervisor rebuilds consumer,
+//! producer and processor, which start again from the committed offsets.
+//! A rebalance while a batch is being read discards the batch: under the
+//! eager protocol every partition's position goes back to its committed
+//! offset, so the records are read again by whoever owns them now.
+
+mod context;
+mod handle;
+mod session;
+mod write;
+
+pub mod changelog;
+pub mod decode;
+pub mod follow;
+pub mod metrics;
+pub mod processor;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use oda_cdc_core::config::{Delivery, Settings};
+use oda_cdc_core::kafka::TopicSpec;
+use oda_cdc_core::service::{Service, SessionEnd, supervise};
+use oda_cdc_core::shutdown::CancellationToken;
+use rdkafka::error::KafkaError;
+
+use self::decode::{DecodeError, Decoder};
+use self::metrics::Metrics;
+use self::processor::{Context, Processor};
+use self::session::session;
+
+/// Records per batch (one transaction each in exactly-once mode): each
+/// batch waits for its acknowledgements and its commit, so batches must be
+/// large for that wait to vanish in the work.
+pub const MAX_BATCH: usize = 10_000;
+/// The runner's producer tuning (the passthrough still wins): a batch waits
+/// for its last acknowledgement, so a long linger only adds to every batch,
+/// and lz4 costs a fraction of zstd's CPU on a path that is CPU-bound.
+const PRODUCER_TUNING: &[(&str, &str)] = &[("linger.ms", "5"), ("compression.type", "lz4")];
+/// How long a batch waits for more records after its first.
+pub const LINGER: Duration = Duration::from_millis(50);
+/// Retries of a retryable error when `consumer.max_retries` is not set.
+pub const DEFAULT_MAX_RETRIES: u32 = 5;
+/// Time one batch may spend waiting between retries; past it, retryable
+/// failures are dead-lettered at once (kind `timeout`), so a batch never
+/// outlasts the group's `max.poll.interval.ms` and loops on its replay.
+const RETRY_BUDGET: Duration = Duration::from_secs(30);
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options that are not configuration keys.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// This instance's name: with the group it makes the transactional id,
+    /// so a restarted instance fences its predecessor at once. Two live
+    /// instances need two names (a StatefulSet's pod names serve).
+    pub instance: String,
+}
+
+/// Why one session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("opening the processor: {0:#}")]
+    Open(anyhow::Error),
+    #[error("{0:#}")]
+    Unusable(anyhow::Error),
+    #[error("handing the processor its partitions: {0:#}")]
+    Assigned(anyhow::Error),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("another instance with transactional id `{0}` took over")]
+    Fenced(String),
+    #[error(transparent)]
+    Registry(#[from] DecodeError),
+    #[error("the consumer has no group metadata for the transaction")]
+    NoGroup,
+}
+
+/// Runs processor `P` until `shutdown`: the admin server, topics, then
+/// sessions, started again after failures with a growing pause.
+pub async fn run<P: Processor>(
+    settings: Settings,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let service =
+        Service::start(&settings, P::METRICS_PORT, &["kafka", "batch"], &shutdown).await?;
+    let metrics = Metrics::register(&service.registry).context("registering metrics")?;
+    metrics.prime(P::NAME);
+    let topics = service.topics.clone();
+    let mut specs = P::output_topics(&settings, &topics);
+    specs.push(TopicSpec::retained(topics.dlq(), 14));
+    service.ensure_topics(&specs).await?;
+
+    let decoder = Decoder::new(&settings.schema_registry).context("schema_registry")?;
+    let group = settings
+        .consumer
+        .group
+        .clone()
+        .unwrap_or_else(|| P::NAME.to_owned());
+    let shared = Shared {
+        transactional_id: format!("{group}-{}", options.instance),
+        group,
+        inputs: P::inputs(&settings, &topics),
+        max_retries: settings.consumer.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+        delivery: settings.consumer.delivery,
+        context: Context {
+            settings,
+            topics,
+            registry: service.registry.clone(),
+            health: service.health.clone(),
+            shutdown: shutdown.clone(),
+        },
+        metrics,
+        decoder,
+    };
+    tracing::info!(
+        processor = P::NAME,
+        group = %shared.group,
+        inputs = ?shared.inputs,
+        delivery = ?shared.delivery,
+        "Processor starts."
+    );
+    supervise(&service.health, &shutdown, || async {
+        match session::<P>(&shared).await {
+            Ok(()) => Ok(()),
+            Err(SessionError::Unusable(error)) => Err(SessionEnd::Stop(error)),
+            Err(SessionError::Fenced(id)) => Err(SessionEnd::Stop(anyhow::anyhow!(
+                "another {} instance with transactional id `{id}` took over; this one stops \
+                 (give each instance its own --instance)",
+                P::NAME
+            ))),
+            Err(error) => Err(SessionEnd::Restart(error.to_string())),
+        }
+    })
+    .await
+}
+
+/// What every session shares.
+struct Shared {
+    group: String,
+    transactional_id: String,
+    inputs: Vec<String>,
+    max_retries: u32,
+    delivery: Delivery,
+    context: Context,
+    metrics: Metrics,
+    decoder: Decoder,
+}

@@ -1,0 +1,269 @@
+//! One session: a consumer and a producer built from the committed
+//! offsets, batches read, handled and written until shutdown or a failure
+//! that needs fresh clients.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use oda_cdc_core::config::Delivery;
+use oda_cdc_core::kafka::{LogContext, is_fenced, transactional_producer};
+use oda_cdc_core::shutdown::CancellationToken;
+use rdkafka::Offset;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage};
+
+use super::context::RunnerContext;
+use super::handle::handle;
+use super::processor::{Processor, Unusable};
+use super::write::{Outgoing, Writer, write};
+use super::{
+    LINGER, MAX_BATCH, PRODUCER_TUNING, RETRY_BUDGET, SessionError, Shared, TRANSACTION_TIMEOUT,
+};
+
+pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), SessionError> {
+    let settings = &shared.context.settings;
+    let shutdown = &shared.context.shutdown;
+    let mut processor = P::open(&shared.context).await.map_err(|error| {
+        if error.downcast_ref::<Unusable>().is_some() {
+            SessionError::Unusable(error)
+        } else {
+            SessionError::Open(error)
+        }
+    })?;
+    let writer = match shared.delivery {
+        Delivery::ExactlyOnce => Writer::Transactional(
+            transactional_producer(
+                &settings.kafka,
+                &shared.transactional_id,
+                TRANSACTION_TIMEOUT,
+                PRODUCER_TUNING,
+            )
+            .await
+            .map_err(|e| fenced_or(e, &shared.transactional_id))?,
+        ),
+        Delivery::AtLeastOnce => Writer::Acknowledged(
+            settings
+                .kafka
+                .producer_config_with(None, PRODUCER_TUNING)
+                .create_with_context(LogContext)?,
+        ),
+    };
+    let mut config = settings.kafka.consumer_config(&shared.group);
+    // Static membership: a restarted instance takes its partitions back at
+    // once instead of waiting out its predecessor's session.
+    config
+        .set("group.instance.id", &shared.transactional_id)
+        .set("statistics.interval.ms", "5000")
+        // Eager and range, whatever `kafka.properties` says: a rebalance
+        // must move every position back to the committed offset (batches
+        // read across one are dropped), and partition p of every input
+        // must go to one member (partitioned state follows it).
+        .set("partition.assignment.strategy", "range");
+    let consumer: Arc<StreamConsumer<RunnerContext>> =
+        Arc::new(config.create_with_context(RunnerContext {
+            rebalances: AtomicU64::new(0),
+            lag: shared.metrics.lag.clone(),
+        })?);
+    let inputs: Vec<&str> = shared.inputs.iter().map(String::as_str).collect();
+    consumer.subscribe(&inputs)?;
+    shared.context.health.set_ok("kafka");
+    shared.context.health.set_ok("batch");
+    let mut output_topics: HashMap<String, String> = HashMap::new();
+    let flush_topic = P::output_topics(settings, &shared.context.topics)
+        .into_iter()
+        .next()
+        .map(|spec| spec.name)
+        .unwrap_or_default();
+    // The rebalance count the processor last heard about.
+    let mut told = None;
+
+    loop {
+        let Some(batch) = read_batch(&consumer, shutdown, P::TICK).await else {
+            break;
+        };
+        // Every record of the batch came after the last rebalance, and no
+        // callback runs outside `recv`: the assignment is current.
+        let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
+        if told != Some(rebalances) {
+            let assignment: Vec<(String, i32)> = consumer
+                .assignment()?
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            processor
+                .assigned(&assignment)
+                .await
+                .map_err(SessionError::Assigned)?;
+            told = Some(rebalances);
+        }
+        let mut outgoing = Vec::with_capacity(batch.len());
+        let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut retry_budget = RETRY_BUDGET;
+        for message in &batch {
+            handle::<P>(
+                shared,
+                &mut processor,
+                message,
+                &mut output_topics,
+                &mut retry_budget,
+                &mut outgoing,
+            )
+            .await?;
+            offsets.insert(
+                (message.topic().to_owned(), message.partition()),
+                message.offset() + 1,
+            );
+        }
+        if batch.is_empty() {
+            // A tick: its transaction re-sends the positions it holds (the
+            // committed offsets), so the broker checks the group's
+            // generation and fences an instance that lost its partitions
+            // without noticing yet. Without a position, no tick output.
+            offsets = current_positions(&consumer)?;
+            if offsets.is_empty() {
+                continue;
+            }
+        }
+        outgoing.extend(processor.flush().into_iter().map(|output| Outgoing {
+            topic: output.topic.unwrap_or_else(|| flush_topic.clone()),
+            partition: output.partition,
+            key: output.key.map(String::into_bytes),
+            value: output.value,
+            headers: output.headers,
+        }));
+        if outgoing.is_empty() && offsets.is_empty() {
+            continue;
+        }
+        let written = write(shared, &writer, &consumer, outgoing, &offsets).await;
+        match written {
+            Ok(written) => {
+                processor.committed(&written);
+                if let Writer::Transactional(_) = writer {
+                    shared
+                        .metrics
+                        .transactions
+                        .with_label_values(&["committed"])
+                        .inc();
+                }
+                shared.context.health.set_ok("batch");
+            }
+            Err(error) => {
+                if let Writer::Transactional(_) = writer {
+                    shared
+                        .metrics
+                        .transactions
+                        .with_label_values(&["aborted"])
+                        .inc();
+                }
+                shared.context.health.set_failed("batch", error.to_string());
+                return Err(error);
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    consumer.unsubscribe();
+    tracing::info!("Processor stopped; offsets committed.");
+    Ok(())
+}
+
+pub(super) fn fenced_or(error: KafkaError, transactional_id: &str) -> SessionError {
+    if is_fenced(&error) {
+        SessionError::Fenced(transactional_id.to_owned())
+    } else {
+        SessionError::Kafka(error)
+    }
+}
+
+/// Up to [`MAX_BATCH`] records; `None` once shutdown is asked for and
+/// nothing is pending.
+///
+/// Rebalance callbacks run inside `recv`. When one ran, the records read
+/// before it belong to the old assignment, whose positions went back to
+/// the committed offsets: they are dropped (whoever owns them now reads
+/// them again) and the batch goes on with what came after.
+async fn read_batch(
+    consumer: &StreamConsumer<RunnerContext>,
+    shutdown: &CancellationToken,
+    tick: Option<Duration>,
+) -> Option<Vec<OwnedMessage>> {
+    let rebalances = || consumer.context().rebalances.load(Ordering::SeqCst);
+    let mut batch = Vec::new();
+    let mut seen = rebalances();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let idle_until = tick.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        let received = match deadline {
+            None => tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                // An empty batch: the processor's tick.
+                _ = sleep_until(idle_until) => return Some(batch),
+                received = consumer.recv() => Some(received),
+            },
+            Some(deadline) => tokio::time::timeout_at(deadline, consumer.recv())
+                .await
+                .ok(),
+        };
+        let now = rebalances();
+        if now != seen {
+            if !batch.is_empty() {
+                tracing::debug!(
+                    records = batch.len(),
+                    "Rebalanced while reading; those records are read again."
+                );
+            }
+            batch.clear();
+            deadline = None;
+            seen = now;
+        }
+        match received {
+            Some(Ok(message)) => {
+                batch.push(message.detach());
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+            }
+            Some(Err(error)) => note_consumer_error(&error),
+            None => {}
+        }
+        let lingered = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+        if !batch.is_empty() && (batch.len() >= MAX_BATCH || lingered || shutdown.is_cancelled()) {
+            return Some(batch);
+        }
+    }
+}
+
+/// The application position of every assigned partition that has one.
+fn current_positions(
+    consumer: &StreamConsumer<RunnerContext>,
+) -> Result<HashMap<(String, i32), i64>, KafkaError> {
+    Ok(consumer
+        .position()?
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(at) if at >= 0 => Some(((e.topic().to_owned(), e.partition()), at)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn note_consumer_error(error: &KafkaError) {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            tracing::warn!(%error, "An input topic does not exist (yet); waiting for it.");
+        }
+        _ => tracing::warn!(%error, "Consumer error."),
+    }
+}

@@ -1,0 +1,230 @@
+//! The dead letter of contract.md#dead-letters, one builder for the
+//! producer and the processors: the original key and value untouched, the
+//! original headers kept (a redrive restores them), and `dlq.*` headers
+//! saying where it came from and why. Earlier `dlq.*` headers are replaced,
+//! never repeated, so a record dead-lettered again does not grow.
+
+use chrono::{SecondsFormat, Utc};
+
+/// Header names of contract.md#dead-letters.
+pub mod headers {
+    pub const ORIGINAL_TOPIC: &str = "dlq.original.topic";
+    pub const ORIGINAL_PARTITION: &str = "dlq.original.partition";
+    pub const ORIGINAL_OFFSET: &str = "dlq.original.offset";
+    pub const CONSUMER_GROUP: &str = "dlq.consumer.group";
+    pub const PROCESSOR: &str = "dlq.processor";
+    pub const ERROR_KIND: &str = "dlq.error.kind";
+    pub const ERROR_MESSAGE: &str = "dlq.error.message";
+    pub const ATTEMPTS: &str = "dlq.attempts";
+    pub const FAILED_AT: &str = "dlq.failed.at";
+    /// The prefix every header above shares.
+    pub const PREFIX: &str = "dlq.";
+}
+
+/// Why a record was dead-lettered (`dlq.error.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The value is not a change event (bytes, schema, JSON).
+    Decode,
+    /// The processor refused the record for good.
+    Processing,
+    /// A retryable error that did not clear within `consumer.max_retries`.
+    Timeout,
+    /// The producer cannot encode a source record (a type that changed).
+    Encode,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Decode => "decode",
+            ErrorKind::Processing => "processing",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Encode => "encode",
+        }
+    }
+}
+
+/// Where a processor read the failed record.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub group: &'a str,
+}
+
+/// Why and by whom a record is dead-lettered.
+#[derive(Debug, Clone, Copy)]
+pub struct Letter<'a> {
+    /// `dlq.processor`: the binary that gave up (`oda-producer`, a processor).
+    pub processor: &'a str,
+    pub kind: ErrorKind,
+    pub message: &'a str,
+    /// Attempts so far, earlier runs' included ([`earlier_attempts`]).
+    pub attempts: u32,
+    /// Where a consumer read the record; `None` for the producer, whose
+    /// records come from the source, not from a topic.
+    pub origin: Option<Origin<'a>>,
+}
+
+/// Longest `dlq.error.message` kept: a header is no place for a dump.
+const MAX_MESSAGE: usize = 2_000;
+
+impl Letter<'_> {
+    /// The `dlq.*` headers of this letter, the message cut on a character
+    /// boundary at [`MAX_MESSAGE`] bytes.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut message = self.message.to_owned();
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let mut out = Vec::with_capacity(9);
+        if let Some(origin) = self.origin {
+            out.push((headers::ORIGINAL_TOPIC, origin.topic.to_owned()));
+            out.push((headers::ORIGINAL_PARTITION, origin.partition.to_string()));
+            out.push((headers::ORIGINAL_OFFSET, origin.offset.to_string()));
+            out.push((headers::CONSUMER_GROUP, origin.group.to_owned()));
+        }
+        out.push((headers::PROCESSOR, self.processor.to_owned()));
+        out.push((headers::ERROR_KIND, self.kind.as_str().to_owned()));
+        out.push((headers::ERROR_MESSAGE, message));
+        out.push((headers::ATTEMPTS, self.attempts.to_string()));
+        out.push((
+            headers::FAILED_AT,
+            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        ));
+        out
+    }
+}
+
+/// Attempts a record already had before this run (a redriven letter
+/// carries its count), so the count goes on rather than restarting.
+pub fn earlier_attempts(headers: &[(String, Vec<u8>)]) -> u32 {
+    headers
+        .iter()
+        .find(|(n, _)| n == headers::ATTEMPTS)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A consumed record's headers for its letter: the original ones without
+/// any `dlq.*`, then the letter's.
+pub fn letter_headers(
+    original: &[(String, Vec<u8>)],
+    letter: &Letter<'_>,
+) -> Vec<(String, Vec<u8>)> {
+    original
+        .iter()
+        .filter(|(n, _)| !n.starts_with(headers::PREFIX))
+        .cloned()
+        .chain(
+            letter
+                .headers()
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.into_bytes())),
+        )
+        .collect()
+}
+
+/// A record's headers as owned pairs (a header without a value as empty).
+pub fn owned_headers(message: &impl rdkafka::Message) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::Headers;
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(kind: ErrorKind, message: &str, attempts: u32) -> Letter<'_> {
+        Letter {
+            processor: "oda-normalize",
+            kind,
+            message,
+            attempts,
+            origin: Some(Origin {
+                topic: "parliament-sag",
+                partition: 3,
+                offset: 42,
+                group: "g",
+            }),
+        }
+    }
+
+    #[test]
+    fn a_second_letter_replaces_the_dlq_headers_and_counts_on() {
+        let original = vec![("oda.entity".to_owned(), b"Sag".to_vec())];
+        let first = letter_headers(&original, &letter(ErrorKind::Timeout, "slow", 4));
+        assert_eq!(first.len(), 10);
+        assert_eq!(earlier_attempts(&first), 4);
+        let again = letter_headers(&first, &letter(ErrorKind::Processing, "bad", 5));
+        assert_eq!(again.len(), first.len(), "headers do not grow");
+        assert_eq!(earlier_attempts(&again), 5);
+        let kind: Vec<_> = again
+            .iter()
+            .filter(|(n, _)| n == headers::ERROR_KIND)
+            .collect();
+        assert_eq!(kind.len(), 1);
+        assert_eq!(kind[0].1, b"processing");
+        assert_eq!(again[0], ("oda.entity".to_owned(), b"Sag".to_vec()));
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let long = "ø".repeat(3_000);
+        let headers = letter_headers(&[], &letter(ErrorKind::Decode, &long, 1));
+        let message = &headers
+            .iter()
+            .find(|(n, _)| n == headers::ERROR_MESSAGE)
+            .expect("message")
+            .1;
+        assert!(message.len() <= MAX_MESSAGE + 3);
+        assert!(std::str::from_utf8(message).is_ok());
+    }
+
+    #[test]
+    fn a_producer_letter_has_no_consumer_origin() {
+        let producer = Letter {
+            processor: "oda-producer",
+            kind: ErrorKind::Encode,
+            message: "Sag.typeid: not an int",
+            attempts: 1,
+            origin: None,
+        };
+        let names: Vec<&str> = producer.headers().iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                headers::PROCESSOR,
+                headers::ERROR_KIND,
+                headers::ERROR_MESSAGE,
+                headers::ATTEMPTS,
+                headers::FAILED_AT
+            ]
+        );
+        assert!(
+            producer
+                .headers()
+                .contains(&(headers::ERROR_KIND, "encode".to_owned()))
+        );
+    }
+}

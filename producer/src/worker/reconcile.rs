@@ -1,0 +1,144 @@
+//! Finding deletes: ODA keeps no tombstones, so every reconcile lists the
+//! source's ids and compares them with what was published.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use oda_model::event::{ChangeEvent, Op, headers};
+
+use super::in_flight::InFlight;
+use super::records::Mode;
+use super::{CycleError, Worker};
+use crate::checkpoint::Update;
+use crate::committer::Outgoing;
+use crate::keyset;
+
+impl Worker {
+    /// Finds ids that vanished from the source: lists every id by keyset,
+    /// confirms each missing one by key (so a row merely moving while the
+    /// list is read is never taken for a delete), then publishes `d` and a
+    /// tombstone. Sets whose timestamp may be null are swept in full, so
+    /// their changes are found by hash too.
+    pub(super) async fn reconcile(&self) -> Result<(), CycleError> {
+        let started = std::time::Instant::now();
+        let mut seen = HashSet::new();
+        let mut after = i64::MIN;
+        let mut in_flight = InFlight::new(4);
+        loop {
+            let mut query = keyset::id_range_query(after, i64::MAX);
+            if !self.plan.sweep {
+                query = query.select("id");
+            }
+            let page = self.fetch(&query).await?;
+            let keys = keyset::check_id_range(&page, after, i64::MAX)?;
+            let more = keyset::has_more(&page);
+            seen.extend(keys.iter().map(|k| k.id));
+            if self.plan.sweep && !keys.is_empty() {
+                let (events, state) = self.events(page.records, &keys, Mode::Stream);
+                if !events.is_empty() {
+                    in_flight
+                        .push(self.submit(events, state, Vec::new()).await?)
+                        .await?;
+                }
+            }
+            match keys.last() {
+                Some(last) if more => after = last.id,
+                _ => break,
+            }
+        }
+        let published = match self.shared.state.lock() {
+            Ok(state) => state.ids(self.entity()),
+            Err(poisoned) => poisoned.into_inner().ids(self.entity()),
+        };
+        let missing: Vec<i64> = published
+            .into_iter()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        let mut deleted = 0;
+        for id in missing {
+            let confirmed = tokio::select! {
+                _ = self.shutdown.cancelled() => return Err(CycleError::Shutdown),
+                found = self.shared.client.by_key(self.entity(), id) => found?.is_none(),
+            };
+            if !confirmed {
+                continue;
+            }
+            in_flight
+                .push(
+                    self.submit(self.delete_records(id), vec![(id, None)], Vec::new())
+                        .await?,
+                )
+                .await?;
+            if let Ok(mut state) = self.shared.state.lock() {
+                state.remove(self.entity(), id);
+            }
+            deleted += 1;
+        }
+        let count = seen.len() as f64;
+        let alive = match self.shared.state.lock() {
+            Ok(state) => state.len(self.entity()),
+            Err(poisoned) => poisoned.into_inner().len(self.entity()),
+        } as f64;
+        let ratio = if count > 0.0 { alive / count } else { 1.0 };
+        self.shared
+            .metrics
+            .completeness
+            .with_label_values(&[self.entity()])
+            .set(ratio);
+        let at = Utc::now().to_rfc3339();
+        in_flight
+            .push(
+                self.submit(Vec::new(), Vec::new(), vec![Update::Reconciled(at)])
+                    .await?,
+            )
+            .await?;
+        in_flight.drain().await?;
+        tracing::info!(
+            entity = self.entity(),
+            source_ids = seen.len(),
+            deleted,
+            took_ms = started.elapsed().as_millis() as u64,
+            "Reconciled ids."
+        );
+        Ok(())
+    }
+
+    /// A `d` event and its tombstone (contract.md#keys-and-headers).
+    fn delete_records(&self, id: i64) -> Vec<Outgoing> {
+        let entity = self.entity();
+        let event = ChangeEvent::new(
+            Op::Delete,
+            entity,
+            id,
+            None,
+            None,
+            self.shared.client.base_url(),
+            Utc::now(),
+        );
+        let headers = vec![
+            (headers::ENTITY, entity.to_owned()),
+            (headers::OP, Op::Delete.code().to_owned()),
+        ];
+        let mut event_headers = headers.clone();
+        event_headers.push((headers::CONTENT_TYPE, headers::JSON.to_owned()));
+        self.shared
+            .metrics
+            .published
+            .with_label_values(&[entity, "d"])
+            .inc();
+        vec![
+            Outgoing {
+                topic: self.plan.topic.clone(),
+                key: event.key(),
+                payload: Some(event.to_json()),
+                headers: event_headers,
+            },
+            Outgoing {
+                topic: self.plan.topic.clone(),
+                key: event.key(),
+                payload: None,
+                headers,
+            },
+        ]
+    }
+}

@@ -1,0 +1,185 @@
+//! Turning source rows into what is published: the change event with its
+//! headers, decided per id against the published state (new, changed,
+//! unchanged), or a dead letter when it cannot be encoded.
+
+use chrono::Utc;
+use oda_cdc_core::dead_letter::{ErrorKind, Letter};
+use oda_model::event::{ChangeEvent, Op, headers};
+use oda_model::hash::content_hash;
+use serde_json::{Map, Value};
+
+use super::Worker;
+use crate::committer::Outgoing;
+use crate::keyset::RowKey;
+use crate::signals::Signal;
+use crate::state::Decision;
+
+/// `dlq.processor` of the producer's letters and its metric label.
+const PROCESSOR: &str = "oda-producer";
+
+/// How records of a page are published.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Mode<'a> {
+    /// Polling: `c` or `u`, unchanged rows skipped.
+    Stream,
+    /// The initial snapshot: `r`, unchanged rows (after a restart) skipped.
+    Snapshot,
+    /// A requested backfill: every row as `r`, marked with the request id.
+    Backfill(&'a str),
+}
+
+impl Worker {
+    /// Turns source records into events, deciding per id against the
+    /// published state (which it updates).
+    pub(super) fn events(
+        &self,
+        records: Vec<Map<String, Value>>,
+        keys: &[RowKey],
+        mode: Mode<'_>,
+    ) -> (Vec<Outgoing>, Vec<(i64, Option<String>)>) {
+        let polled_at = Utc::now();
+        let entity = self.entity();
+        let mut out = Vec::with_capacity(records.len());
+        let mut state_changes = Vec::with_capacity(records.len());
+        let mut state = match self.shared.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (mut record, key) in records.into_iter().zip(keys) {
+            for field in &self.plan.exclude_fields {
+                record.remove(field);
+            }
+            let hash = content_hash(&record);
+            let op = match (state.decide(entity, key.id, &hash), mode) {
+                // A requested backfill re-sends every row (contract.md#no-duplicates: the exception).
+                (_, Mode::Backfill(_)) => Op::Read,
+                (Decision::Unchanged, _) => {
+                    self.shared
+                        .metrics
+                        .skipped
+                        .with_label_values(&[entity, "unchanged"])
+                        .inc();
+                    continue;
+                }
+                (_, Mode::Snapshot) => Op::Read,
+                (Decision::New, Mode::Stream) => Op::Create,
+                (Decision::Changed, Mode::Stream) => Op::Update,
+            };
+            let event = ChangeEvent::new(
+                op,
+                entity,
+                key.id,
+                Some(record),
+                key.literal.clone(),
+                self.shared.client.base_url(),
+                polled_at,
+            );
+            let mut headers = vec![
+                (headers::ENTITY, entity.to_owned()),
+                (headers::OP, op.code().to_owned()),
+                (headers::HASH, hash.clone()),
+                (
+                    headers::CONTENT_TYPE,
+                    self.shared.encoder.content_type().to_owned(),
+                ),
+            ];
+            if let Some(literal) = &key.literal {
+                headers.push((headers::OPDATERINGSDATO, literal.clone()));
+            }
+            if let Mode::Backfill(request) = mode {
+                headers.push((headers::BACKFILL, request.to_owned()));
+            }
+            self.note_unknown_fields(&event);
+            match self.shared.encoder.encode(&event) {
+                Ok(payload) => out.push(Outgoing {
+                    topic: self.plan.topic.clone(),
+                    key: event.key(),
+                    payload: Some(payload),
+                    headers,
+                }),
+                Err(error) => {
+                    // Counts as published (contract.md#delivery-guarantees): the raw record goes to
+                    // the dead-letter topic in this same transaction.
+                    tracing::warn!(entity, id = key.id, %error, "Record cannot be encoded; dead-lettered.");
+                    out.push(self.dead_letter(&event, &error.to_string()));
+                    state.set(entity, key.id, &hash);
+                    state_changes.push((key.id, Some(hash)));
+                    self.shared
+                        .metrics
+                        .dlq
+                        .with_label_values(&[PROCESSOR])
+                        .inc();
+                    continue;
+                }
+            }
+            state.set(entity, key.id, &hash);
+            state_changes.push((key.id, Some(hash)));
+            self.shared
+                .metrics
+                .published
+                .with_label_values(&[entity, op.code()])
+                .inc();
+        }
+        (out, state_changes)
+    }
+
+    /// The letter (contract.md#dead-letters) for a record the producer
+    /// cannot encode: the raw JSON from the source as the value, the id as
+    /// the key.
+    fn dead_letter(&self, event: &ChangeEvent, message: &str) -> Outgoing {
+        let raw = event
+            .after
+            .as_ref()
+            .map(|record| serde_json::to_vec(record).unwrap_or_default());
+        let letter = Letter {
+            processor: PROCESSOR,
+            kind: ErrorKind::Encode,
+            message,
+            attempts: 1,
+            origin: None,
+        };
+        let mut headers = vec![(headers::ENTITY, event.entity.clone())];
+        headers.extend(letter.headers());
+        Outgoing {
+            topic: self.shared.topics.dlq().to_owned(),
+            key: event.key(),
+            payload: raw,
+            headers,
+        }
+    }
+
+    /// Counts fields the entity model does not know and logs each once.
+    fn note_unknown_fields(&self, event: &ChangeEvent) {
+        let (Some(record), Some(set)) =
+            (&event.after, oda_model::entity::entity_set(&event.entity))
+        else {
+            return;
+        };
+        for name in record.keys().filter(|k| set.field(k).is_none()) {
+            self.shared
+                .metrics
+                .unknown_fields
+                .with_label_values(&[&event.entity])
+                .inc();
+            let first = self
+                .shared
+                .unknown_logged
+                .lock()
+                .map(|mut seen| seen.insert((event.entity.clone(), name.clone())))
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(entity = %event.entity, field = %name, "The source sends a field the schema does not know; it travels in `extra`.");
+            }
+        }
+    }
+
+    /// A report for the signals topic, committed with the work it reports.
+    pub(super) fn signal_record(&self, report: &Signal) -> Outgoing {
+        Outgoing {
+            topic: self.shared.topics.signals(),
+            key: self.plan.entity.clone(),
+            payload: Some(report.to_json()),
+            headers: Vec::new(),
+        }
+    }
+}
