@@ -98,4 +98,19 @@ mod tests {
         }
         assert!(xml.contains(r#"<Property Name="mødeid" Type="Edm.Int32" Nullable="false"/>"#));
     }
+
+    /// What the producer checks at start: read as CSDL, the simulator's
+    /// document declares every set of the model with exactly its fields.
+    #[test]
+    fn the_document_matches_the_model_as_the_producer_reads_it() {
+        let entities: Vec<String> = oda_model::entity::entity_sets()
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        let xml = metadata_xml();
+        let found = oda_model::csdl::differences(&xml, &entities).expect("well-formed XML");
+        assert!(found.fields.is_empty(), "{:?}", found.fields);
+        assert!(found.missing.is_empty(), "{:?}", found.missing);
+        assert_eq!(oda_model::csdl::parse_csdl(&xml).expect("parses").len(), 50);
+    }
 }
