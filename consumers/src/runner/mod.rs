@@ -18,6 +18,7 @@
 
 mod context;
 mod handle;
+mod membership;
 mod session;
 mod write;
 
@@ -37,6 +38,7 @@ use oda_cdc_core::shutdown::CancellationToken;
 use rdkafka::error::KafkaError;
 
 use self::decode::{DecodeError, Decoder};
+use self::membership::Membership;
 use self::metrics::Metrics;
 use self::processor::{Context, Processor};
 use self::session::session;
@@ -77,6 +79,11 @@ enum SessionError {
     Unusable(anyhow::Error),
     #[error("handing the processor its partitions: {0:#}")]
     Assigned(anyhow::Error),
+    #[error(
+        "the group assigned topics this instance does not read ({0}): a stale assignment of an \
+         earlier member; joining again as a new member"
+    )]
+    StaleAssignment(String),
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
     #[error("another instance with transactional id `{0}` took over")]
@@ -109,10 +116,13 @@ pub async fn run<P: Processor>(
         .group
         .clone()
         .unwrap_or_else(|| P::NAME.to_owned());
+    let transactional_id = format!("{group}-{}", options.instance);
+    let inputs = P::inputs(&settings, &topics);
     let shared = Shared {
-        transactional_id: format!("{group}-{}", options.instance),
+        membership: Membership::new(&transactional_id, &inputs),
+        transactional_id,
         group,
-        inputs: P::inputs(&settings, &topics),
+        inputs,
         max_retries: settings.consumer.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
         delivery: settings.consumer.delivery,
         context: Context {
@@ -151,6 +161,7 @@ pub async fn run<P: Processor>(
 struct Shared {
     group: String,
     transactional_id: String,
+    membership: Membership,
     inputs: Vec<String>,
     max_retries: u32,
     delivery: Delivery,

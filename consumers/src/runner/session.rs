@@ -17,6 +17,7 @@ use rdkafka::message::{Message, OwnedMessage};
 
 use super::context::RunnerContext;
 use super::handle::handle;
+use super::membership::SESSION_TIMEOUT_MS;
 use super::processor::{Processor, Unusable};
 use super::write::{Outgoing, Writer, write};
 use super::{
@@ -52,10 +53,13 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
         ),
     };
     let mut config = settings.kafka.consumer_config(&shared.group);
+    if !settings.kafka.properties.contains_key("session.timeout.ms") {
+        config.set("session.timeout.ms", SESSION_TIMEOUT_MS);
+    }
     // Static membership: a restarted instance takes its partitions back at
-    // once instead of waiting out its predecessor's session.
+    // once instead of waiting out its predecessor's session (membership.rs).
     config
-        .set("group.instance.id", &shared.transactional_id)
+        .set("group.instance.id", shared.membership.instance_id())
         .set("statistics.interval.ms", "5000")
         // Eager and range, whatever `kafka.properties` says: a rebalance
         // must move every position back to the committed offset (batches
@@ -94,6 +98,13 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
+            let foreign = shared
+                .membership
+                .foreign(assignment.iter().map(|(topic, _)| topic.as_str()));
+            if !foreign.is_empty() {
+                shared.membership.renew();
+                return Err(SessionError::StaleAssignment(foreign.join(", ")));
+            }
             processor
                 .assigned(&assignment)
                 .await
@@ -180,6 +191,9 @@ pub(super) fn fenced_or(error: KafkaError, transactional_id: &str) -> SessionErr
     }
 }
 
+/// How often an idle reader looks whether a rebalance happened.
+const ASSIGNMENT_CHECK: Duration = Duration::from_secs(1);
+
 /// Up to [`MAX_BATCH`] records; `None` once shutdown is asked for and
 /// nothing is pending.
 ///
@@ -204,13 +218,17 @@ async fn read_batch(
                 // An empty batch: the processor's tick.
                 _ = sleep_until(idle_until) => return Some(batch),
                 received = consumer.recv() => Some(received),
+                // Rebalance callbacks run inside `recv`; look up now and
+                // then whether one did, also with nothing to read.
+                _ = tokio::time::sleep(ASSIGNMENT_CHECK) => None,
             },
             Some(deadline) => tokio::time::timeout_at(deadline, consumer.recv())
                 .await
                 .ok(),
         };
         let now = rebalances();
-        if now != seen {
+        let rebalanced = now != seen;
+        if rebalanced {
             if !batch.is_empty() {
                 tracing::debug!(
                     records = batch.len(),
@@ -228,6 +246,12 @@ async fn read_batch(
             }
             Some(Err(error)) => note_consumer_error(&error),
             None => {}
+        }
+        // A new assignment and nothing to read from it yet: hand it over
+        // now, so the session checks it (a stale one is found without
+        // waiting for a record that may never come).
+        if rebalanced && batch.is_empty() && deadline.is_none() {
+            return Some(batch);
         }
         let lingered = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
         if !batch.is_empty() && (batch.len() >= MAX_BATCH || lingered || shutdown.is_cancelled()) {

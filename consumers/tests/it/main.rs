@@ -8,4 +8,5 @@ mod normalize;
 mod observability;
 mod rebalance;
 mod replay;
+mod restart;
 mod votes;
