@@ -127,7 +127,8 @@ impl Drop for Service {
 pub enum SessionEnd {
     /// Something a fresh session may not meet again (a failed
     /// transaction, a broker away): start over from what Kafka committed.
-    Restart(String),
+    /// `check` is the readiness check that reports the reason.
+    Restart { check: &'static str, reason: String },
     /// Nothing a restart fixes (fenced by a newer instance, unusable
     /// inputs): the service stops with this error (exit 1).
     Stop(anyhow::Error),
@@ -160,9 +161,9 @@ where
         match session().await {
             Ok(()) => return Ok(()),
             Err(SessionEnd::Stop(error)) => return Err(error),
-            Err(SessionEnd::Restart(reason)) => {
+            Err(SessionEnd::Restart { check, reason }) => {
                 let pause = pauses.next().unwrap_or(LONGEST_PAUSE);
-                health.set_failed("kafka", reason.clone());
+                health.set_failed(check, reason.clone());
                 tracing::warn!(error = %reason, retry_in = ?pause, "Session failed; starting again from what Kafka committed.");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -187,7 +188,10 @@ mod tests {
         let started = tokio::time::Instant::now();
         let result = supervise(&health, &CancellationToken::new(), || async {
             match runs.fetch_add(1, Ordering::SeqCst) {
-                0..3 => Err(SessionEnd::Restart("broker away".into())),
+                0..3 => Err(SessionEnd::Restart {
+                    check: "kafka",
+                    reason: "broker away".into(),
+                }),
                 _ => Ok(()),
             }
         })
@@ -214,7 +218,10 @@ mod tests {
         let shutdown = CancellationToken::new();
         shutdown.cancel();
         let ended = supervise(&health, &shutdown, || async {
-            Err(SessionEnd::Restart("again".into()))
+            Err(SessionEnd::Restart {
+                check: "kafka",
+                reason: "again".into(),
+            })
         })
         .await;
         assert!(ended.is_ok());

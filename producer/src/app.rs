@@ -155,7 +155,10 @@ pub async fn run(
                     "another oda-producer with transactional id `{id}` took over; this one stops"
                 )))
             }
-            Err(error) => Err(SessionEnd::Restart(error.to_string())),
+            Err(error) => Err(SessionEnd::Restart {
+                check: "kafka",
+                reason: error.to_string(),
+            }),
         }
     })
     .await

@@ -1,42 +1,62 @@
 //! Turning an entity-topic value back into a [`ChangeEvent`]: Avro in the
-//! Confluent wire format (writer schema fetched from the registry once per
-//! id and cached by the decoder), or JSON.
+//! Confluent wire format, or JSON.
+//!
+//! Writer schemas come from the registry once per id and are cached;
+//! failures are not. A registry that is away, refuses our credentials or
+//! answers 5xx says nothing about the record, so those are
+//! [`DecodeError::Unavailable`] / [`DecodeError::Unauthorized`] and the
+//! record is read again later; only bytes that cannot be decoded (no
+//! framing, an id the registry does not know, data that does not fit its
+//! schema) are [`DecodeError::Invalid`] and go to the dead-letter topic.
 
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use dashmap::DashMap;
 use oda_cdc_core::config::RegistrySettings;
-use oda_cdc_core::registry::RegistryError;
+use oda_cdc_core::registry::{RegistryClient, RegistryError};
 use oda_model::avro::{avro_to_event, entity_set_by_avro_name};
 use oda_model::entity::entity_set;
 use oda_model::event::{ChangeEvent, headers};
-use schema_registry_converter::async_impl::avro::AvroDecoder;
 
-/// Why a value is not a change event.
+/// Why a value is not a change event (yet).
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The bytes are wrong: the record goes to the dead-letter topic.
     #[error("{0}")]
     Invalid(String),
     /// The registry could not be asked: nothing is wrong with the record;
-    /// the batch is retried.
-    #[error("schema registry: {0}")]
+    /// the batch is read again after a pause.
+    #[error("schema registry unavailable: {0}")]
     Unavailable(String),
+    /// The registry refuses our credentials: nothing is wrong with the
+    /// record either; retried for a while, then the service stops.
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 /// Decodes values of either format; Avro needs a configured registry.
 pub struct Decoder {
-    avro: Option<AvroDecoder>,
+    registry: Option<RegistryClient>,
+    schemas: DashMap<u32, Arc<Schema>>,
 }
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decoder")
-            .field("avro", &self.avro.is_some())
+            .field("registry", &self.registry.is_some())
+            .field("schemas", &self.schemas.len())
             .finish()
     }
 }
 
 /// Confluent framing: magic byte 0, then a 4-byte schema id.
-fn is_confluent_framed(value: &[u8]) -> bool {
-    value.len() > 5 && value[0] == 0
+fn confluent_schema_id(value: &[u8]) -> Option<u32> {
+    match value {
+        [0, a, b, c, d, _, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
 }
 
 impl Decoder {
@@ -44,13 +64,17 @@ impl Decoder {
     /// (a CA file that does not read) is an error here, at start.
     pub fn new(registry: &RegistrySettings) -> Result<Self, RegistryError> {
         Ok(Self {
-            avro: Some(AvroDecoder::new(registry.sr_settings()?)),
+            registry: Some(registry.client()?),
+            schemas: DashMap::new(),
         })
     }
 
     /// JSON only (no registry): Avro values are then invalid input.
     pub fn json_only() -> Self {
-        Self { avro: None }
+        Self {
+            registry: None,
+            schemas: DashMap::new(),
+        }
     }
 
     /// `Ok(None)` for a tombstone.
@@ -66,7 +90,7 @@ impl Decoder {
         let avro = match content_type {
             Some(headers::AVRO) => true,
             Some(headers::JSON) => false,
-            _ => is_confluent_framed(value),
+            _ => confluent_schema_id(value).is_some(),
         };
         if avro {
             self.decode_avro(value, entity_header).await.map(Some)
@@ -82,30 +106,51 @@ impl Decoder {
         value: &[u8],
         entity_header: Option<&str>,
     ) -> Result<ChangeEvent, DecodeError> {
-        let decoder = self.avro.as_ref().ok_or_else(|| {
-            DecodeError::Invalid("an Avro value, and no schema registry is configured".into())
+        let id = confluent_schema_id(value).ok_or_else(|| {
+            DecodeError::Invalid("marked Avro but not in the Confluent wire format".into())
         })?;
-        if !is_confluent_framed(value) {
-            return Err(DecodeError::Invalid(
-                "marked Avro but not in the Confluent wire format".into(),
-            ));
-        }
-        let decoded = decoder.decode(Some(value)).await.map_err(|e| {
-            if e.retriable {
-                DecodeError::Unavailable(e.to_string())
-            } else {
-                DecodeError::Invalid(format!("Avro: {e}"))
-            }
-        })?;
-        let set = decoded
-            .name
-            .as_ref()
-            .and_then(|name| entity_set_by_avro_name(&name.fullname(None)))
+        let schema = self.writer_schema(id).await?;
+        let mut datum = &value[5..];
+        let decoded = GenericDatumReader::builder(&schema)
+            .build()
+            .and_then(|reader| reader.read_value(&mut datum))
+            .map_err(|e| DecodeError::Invalid(format!("Avro (schema {id}): {e}")))?;
+        let name = match schema.as_ref() {
+            Schema::Record(record) => Some(record.name.fullname(None)),
+            _ => None,
+        };
+        let set = name
+            .as_deref()
+            .and_then(entity_set_by_avro_name)
             .or_else(|| entity_header.and_then(entity_set))
             .ok_or_else(|| {
                 DecodeError::Invalid("the writer schema names no ODA entity set".into())
             })?;
-        avro_to_event(set, &decoded.value).map_err(|e| DecodeError::Invalid(e.to_string()))
+        avro_to_event(set, &decoded).map_err(|e| DecodeError::Invalid(e.to_string()))
+    }
+
+    /// The writer schema of `id`, from the cache or the registry; only a
+    /// schema that was found is cached.
+    async fn writer_schema(&self, id: u32) -> Result<Arc<Schema>, DecodeError> {
+        if let Some(schema) = self.schemas.get(&id) {
+            return Ok(Arc::clone(&schema));
+        }
+        let registry = self.registry.as_ref().ok_or_else(|| {
+            DecodeError::Invalid("an Avro value, and no schema registry is configured".into())
+        })?;
+        let text = registry
+            .schema_by_id(id)
+            .await
+            .map_err(|error| match error {
+                RegistryError::Unauthorized { .. } => DecodeError::Unauthorized(error.to_string()),
+                RegistryError::UnknownSchema { .. } => DecodeError::Invalid(error.to_string()),
+                error => DecodeError::Unavailable(error.to_string()),
+            })?;
+        let schema = Schema::parse_str(&text)
+            .map_err(|e| DecodeError::Invalid(format!("schema {id} does not parse: {e}")))?;
+        let schema = Arc::new(schema);
+        self.schemas.insert(id, Arc::clone(&schema));
+        Ok(schema)
     }
 }
 

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     pub dlq: IntCounterVec,
     pub transactions: IntCounterVec,
+    /// `kind`: unavailable, unauthorized.
+    pub registry_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -42,6 +44,12 @@ impl Metrics {
             )?,
             dlq: dead_letters(registry)?,
             transactions: transactions(registry)?,
+            registry_errors: counter_vec(
+                registry,
+                "oda_cdc_registry_errors_total",
+                "Batches read again because the schema registry was unavailable or refused us.",
+                &["processor", "kind"],
+            )?,
         })
     }
 
@@ -52,6 +60,9 @@ impl Metrics {
             self.records.with_label_values(&[processor, outcome]);
         }
         self.dlq.with_label_values(&[processor]);
+        for kind in ["unavailable", "unauthorized"] {
+            self.registry_errors.with_label_values(&[processor, kind]);
+        }
         for outcome in ["committed", "aborted"] {
             self.transactions.with_label_values(&[outcome]);
         }

@@ -19,6 +19,7 @@
 mod context;
 mod handle;
 mod membership;
+mod registry_watch;
 mod session;
 mod write;
 
@@ -41,6 +42,7 @@ use self::decode::{DecodeError, Decoder};
 use self::membership::Membership;
 use self::metrics::Metrics;
 use self::processor::{Context, Processor};
+use self::registry_watch::{RegistryWatch, Verdict};
 use self::session::session;
 
 /// Records per batch (one transaction each in exactly-once mode): each
@@ -120,6 +122,7 @@ pub async fn run<P: Processor>(
     let inputs = P::inputs(&settings, &topics);
     let shared = Shared {
         membership: Membership::new(&transactional_id, &inputs),
+        registry: RegistryWatch::default(),
         transactional_id,
         group,
         inputs,
@@ -151,7 +154,28 @@ pub async fn run<P: Processor>(
                  (give each instance its own --instance)",
                 P::NAME
             ))),
-            Err(error) => Err(SessionEnd::Restart(error.to_string())),
+            Err(SessionError::Registry(error)) => {
+                shared
+                    .metrics
+                    .registry_errors
+                    .with_label_values(&[P::NAME, registry_watch::kind(&error)])
+                    .inc();
+                match shared.registry.failed(&error, &shared.context.health) {
+                    Verdict::Retry => Err(SessionEnd::Restart {
+                        check: "registry",
+                        reason: error.to_string(),
+                    }),
+                    Verdict::Stop => Err(SessionEnd::Stop(anyhow::anyhow!(
+                        "{error} for {} s; {} stops",
+                        registry_watch::AUTH_GRACE.as_secs(),
+                        P::NAME
+                    ))),
+                }
+            }
+            Err(error) => Err(SessionEnd::Restart {
+                check: "kafka",
+                reason: error.to_string(),
+            }),
         }
     })
     .await
@@ -162,6 +186,7 @@ struct Shared {
     group: String,
     transactional_id: String,
     membership: Membership,
+    registry: RegistryWatch,
     inputs: Vec<String>,
     max_retries: u32,
     delivery: Delivery,

@@ -161,6 +161,7 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
                         .inc();
                 }
                 shared.context.health.set_ok("batch");
+                shared.registry.answered(&shared.context.health);
             }
             Err(error) => {
                 if let Writer::Transactional(_) = writer {

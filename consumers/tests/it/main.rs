@@ -7,6 +7,7 @@ mod history;
 mod normalize;
 mod observability;
 mod rebalance;
+mod registry_outage;
 mod replay;
 mod restart;
 mod votes;

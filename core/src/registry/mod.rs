@@ -29,6 +29,13 @@ pub enum RegistryError {
         status: u16,
         reason: String,
     },
+    #[error(
+        "the schema registry at {url} refuses our credentials (HTTP {status}): check \
+         schema_registry.username and schema_registry.password"
+    )]
+    Unauthorized { url: String, status: u16 },
+    #[error("the schema registry has no schema with id {id}")]
+    UnknownSchema { id: u32 },
     #[error("registry call failed: {0}")]
     Call(String),
 }
@@ -91,6 +98,11 @@ pub struct RegistryClient {
 struct ErrorBody {
     #[serde(default)]
     message: String,
+}
+
+#[derive(Deserialize)]
+struct SchemaBody {
+    schema: String,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +180,46 @@ impl RegistryClient {
             .map_err(|e| RegistryError::Call(e.to_string()))?;
         body.compatibility
             .ok_or_else(|| RegistryError::Call("GET /config gave no compatibility level".into()))
+    }
+
+    /// The schema text registered under `id` (what a reader needs for the
+    /// Confluent wire format). Failures are classified: a registry that is
+    /// away, rate-limiting or failing (`5xx`, `429`, no connection) is
+    /// [`RegistryError::Unreachable`]; refused credentials
+    /// [`RegistryError::Unauthorized`]; an id it does not know
+    /// [`RegistryError::UnknownSchema`].
+    pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
+        let response = self
+            .send(self.request(reqwest::Method::GET, &format!("/schemas/ids/{id}")))
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            let body: SchemaBody =
+                response
+                    .json()
+                    .await
+                    .map_err(|e| RegistryError::Unreachable {
+                        url: self.base.clone(),
+                        message: format!(
+                            "schema {id}: the answer broke off or is not a schema: {e}"
+                        ),
+                    })?;
+            return Ok(body.schema);
+        }
+        match status.as_u16() {
+            401 | 403 => Err(RegistryError::Unauthorized {
+                url: self.base.clone(),
+                status: status.as_u16(),
+            }),
+            404 => Err(RegistryError::UnknownSchema { id }),
+            code if code == 429 || code >= 500 => Err(RegistryError::Unreachable {
+                url: self.base.clone(),
+                message: format!("GET /schemas/ids/{id} answered {status}"),
+            }),
+            _ => Err(RegistryError::Call(format!(
+                "GET /schemas/ids/{id} answered {status}"
+            ))),
+        }
     }
 
     /// Registers an Avro schema under `subject` and returns its id. A
