@@ -32,17 +32,14 @@ pub(crate) const METRICS_PORT: u16 = 9464;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub from: StartFrom,
-    /// HTTP timeouts, retries and breaker (the contract's values unless a test
-    /// needs hangs to end sooner).
-    pub http: ClientTuning,
+    /// HTTP timeouts, retries, limits and breaker; `None`: from the
+    /// `http.*` settings (a test that injects hangs may want them shorter).
+    pub http: Option<ClientTuning>,
 }
 
 impl RunOptions {
     pub fn from(from: StartFrom) -> Self {
-        Self {
-            from,
-            http: ClientTuning::default(),
-        }
+        Self { from, http: None }
     }
 }
 
@@ -124,7 +121,9 @@ pub async fn run(
         &settings.source.base_url,
         settings.http.max_in_flight,
         settings.http.rate_limit,
-        options.http,
+        options
+            .http
+            .unwrap_or_else(|| ClientTuning::from(&settings.http)),
         client_metrics,
     )
     .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;

@@ -233,7 +233,7 @@ async fn run_here(
         &settings.source.base_url,
         settings.http.max_in_flight,
         settings.http.rate_limit,
-        ClientTuning::default(),
+        ClientTuning::from(&settings.http),
         ClientMetrics::register(&registry)?,
     )
     .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;

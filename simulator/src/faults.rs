@@ -1,5 +1,8 @@
 //! Injected source faults (contract.md#oda-sim): latency, error responses, hangs,
-//! truncated bodies, connection resets and the ignored-filter quirk.
+//! truncated bodies, connection resets and the ignored-filter quirk, and
+//! the answers of a hostile front (a body of gigabytes, a gzip bomb, a
+//! redirect to another host, `Retry-After` as a date or far away); all of
+//! them for every entity set or one.
 
 use std::time::{Duration, Instant};
 
@@ -23,10 +26,20 @@ pub enum FaultKind {
     Reset,
     #[serde(rename = "ignore_filter")]
     IgnoreFilter,
+    #[serde(rename = "huge_body")]
+    HugeBody,
+    #[serde(rename = "gzip_bomb")]
+    GzipBomb,
+    #[serde(rename = "redirect")]
+    Redirect,
+    #[serde(rename = "retry_after_date")]
+    RetryAfterDate,
+    #[serde(rename = "retry_after_huge")]
+    RetryAfterHuge,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Status500,
         FaultKind::Status503,
         FaultKind::Status429,
@@ -34,6 +47,11 @@ impl FaultKind {
         FaultKind::Truncate,
         FaultKind::Reset,
         FaultKind::IgnoreFilter,
+        FaultKind::HugeBody,
+        FaultKind::GzipBomb,
+        FaultKind::Redirect,
+        FaultKind::RetryAfterDate,
+        FaultKind::RetryAfterHuge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +63,11 @@ impl FaultKind {
             FaultKind::Truncate => "truncate",
             FaultKind::Reset => "reset",
             FaultKind::IgnoreFilter => "ignore_filter",
+            FaultKind::HugeBody => "huge_body",
+            FaultKind::GzipBomb => "gzip_bomb",
+            FaultKind::Redirect => "redirect",
+            FaultKind::RetryAfterDate => "retry_after_date",
+            FaultKind::RetryAfterHuge => "retry_after_huge",
         }
     }
 }
@@ -64,6 +87,9 @@ pub struct FaultRequest {
     /// How long the faults last; forever when absent.
     #[serde(default, rename = "for")]
     pub duration: Option<String>,
+    /// Only requests for this entity set fail; every set when absent.
+    #[serde(default)]
+    pub entity: Option<String>,
 }
 
 /// Faults in force.
@@ -74,6 +100,8 @@ pub struct Faults {
     pub error_rate: f64,
     pub kinds: Vec<FaultKind>,
     pub until: Option<Instant>,
+    /// Only this entity set's requests fail (latency applies to all).
+    pub entity: Option<String>,
 }
 
 /// Why a fault request was refused.
@@ -116,6 +144,7 @@ impl Faults {
             error_rate,
             kinds,
             until,
+            entity: request.entity.clone(),
         })
     }
 
@@ -136,9 +165,13 @@ impl Faults {
         self.latency + Duration::from_micros(jitter)
     }
 
-    /// Draws whether this request fails and how.
-    pub fn draw(&self, rng: &mut impl Rng) -> Option<FaultKind> {
+    /// Draws whether this request (for `entity`, when it names one) fails
+    /// and how.
+    pub fn draw(&self, entity: Option<&str>, rng: &mut impl Rng) -> Option<FaultKind> {
         if self.error_rate <= 0.0 || self.kinds.is_empty() {
+            return None;
+        }
+        if self.entity.is_some() && self.entity.as_deref() != entity {
             return None;
         }
         if rng.random::<f64>() >= self.error_rate {
@@ -154,6 +187,7 @@ impl Faults {
             "jitter": humantime::format_duration(active.jitter).to_string(),
             "error_rate": active.error_rate,
             "kinds": active.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+            "entity": active.entity,
             "remaining": active.until.map(|u| humantime::format_duration(
                 Duration::from_secs(u.saturating_duration_since(Instant::now()).as_secs())).to_string()),
         })

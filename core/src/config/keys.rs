@@ -15,6 +15,8 @@ pub enum KeyKind {
     Float,
     /// A comma-separated list of names.
     List,
+    /// `true` or `false`.
+    Boolean,
 }
 
 /// One known key. `*` in a path stands for an entity set name.
@@ -47,6 +49,14 @@ pub const KEYS: &[Key] = &[
     key("reconcile.interval", KeyKind::Text),
     key("http.max_in_flight", KeyKind::Integer),
     key("http.rate_limit", KeyKind::Float),
+    key("http.connect_timeout", KeyKind::Text),
+    key("http.request_timeout", KeyKind::Text),
+    key("http.attempts", KeyKind::Integer),
+    key("http.backoff", KeyKind::Text),
+    key("http.backoff_max", KeyKind::Text),
+    key("http.retry_after_max", KeyKind::Text),
+    key("http.max_body_bytes", KeyKind::Integer),
+    key("http.allow_insecure", KeyKind::Boolean),
     key("producer.transactional_id", KeyKind::Text),
     key("consumer.group", KeyKind::Text),
     key("consumer.delivery", KeyKind::Text),

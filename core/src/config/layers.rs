@@ -274,6 +274,11 @@ fn typed_value(
                 .parse()
                 .map_err(|_| invalid(format!("`{text}` is not a number")))?,
         ),
+        KeyKind::Boolean => Value::Boolean(match text.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(invalid(format!("`{text}` is not true or false"))),
+        }),
         KeyKind::List => Value::Array(
             text.split(',')
                 .map(str::trim)

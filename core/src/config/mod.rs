@@ -15,6 +15,7 @@ mod layers;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use oda_model::topics::Topics;
 use serde::Deserialize;
@@ -279,6 +280,30 @@ pub struct HttpSettings {
     /// Requests per second; 0 turns the limit off.
     #[serde(default = "default_rate_limit")]
     pub rate_limit: f64,
+    /// Time to establish a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Time for a whole request, body included.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// Tries of one request, the first included.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// The first pause before a retry; it doubles up to `backoff_max`.
+    #[serde(default = "default_backoff")]
+    pub backoff: HumanDuration,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: HumanDuration,
+    /// The longest `Retry-After` honoured; a longer one waits this long.
+    #[serde(default = "default_retry_after_max")]
+    pub retry_after_max: HumanDuration,
+    /// The largest response body read, after decompression: a bigger page
+    /// (or a gzip bomb) is an error for its entity, not an out-of-memory kill.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Allow plain HTTP to a host that is not loopback (off: HTTPS only).
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 impl Default for HttpSettings {
@@ -286,8 +311,46 @@ impl Default for HttpSettings {
         Self {
             max_in_flight: default_max_in_flight(),
             rate_limit: default_rate_limit(),
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            attempts: default_attempts(),
+            backoff: default_backoff(),
+            backoff_max: default_backoff_max(),
+            retry_after_max: default_retry_after_max(),
+            max_body_bytes: default_max_body_bytes(),
+            allow_insecure: false,
         }
     }
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    Duration::from_secs(5).into()
+}
+
+fn default_request_timeout() -> HumanDuration {
+    Duration::from_secs(30).into()
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+fn default_backoff() -> HumanDuration {
+    Duration::from_millis(250).into()
+}
+
+fn default_backoff_max() -> HumanDuration {
+    Duration::from_secs(30).into()
+}
+
+fn default_retry_after_max() -> HumanDuration {
+    Duration::from_secs(60).into()
+}
+
+/// 16 MiB: a page of 100 ODA records is well under 1 MiB, and four in
+/// flight stay far below the producer's memory limit.
+fn default_max_body_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 
 fn default_max_in_flight() -> usize {
@@ -396,8 +459,24 @@ impl Settings {
                 "must be a number of requests per second, 0 or more",
             ));
         }
-        if reqwest::Url::parse(&self.source.base_url).is_err() {
+        let Ok(source) = reqwest::Url::parse(&self.source.base_url) else {
             return Err(invalid("source.base_url", "is not a URL"));
+        };
+        if source.scheme() != "https" && !self.http.allow_insecure && !is_loopback(&source) {
+            return Err(invalid(
+                "source.base_url",
+                "plain HTTP to a host that is not loopback: use https://, or set \
+                 http.allow_insecure = true",
+            ));
+        }
+        if self.http.attempts == 0 {
+            return Err(invalid("http.attempts", "must be at least 1"));
+        }
+        if self.http.max_body_bytes < 64 * 1024 {
+            return Err(invalid(
+                "http.max_body_bytes",
+                "must be at least 65536 (one ODA page is up to several hundred KiB)",
+            ));
         }
         if reqwest::Url::parse(&self.schema_registry.url).is_err() {
             return Err(invalid("schema_registry.url", "is not a URL"));
@@ -407,6 +486,18 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A URL whose host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 #[cfg(test)]

@@ -223,3 +223,64 @@ fn kubernetes_service_links_are_not_configuration() {
         Err(ConfigError::UnknownKey { .. })
     ));
 }
+
+#[test]
+fn plain_http_is_for_loopback_unless_allowed() {
+    for local in [
+        "http://127.0.0.1:8089/api",
+        "http://localhost:8089/api",
+        "http://[::1]:8089/api",
+    ] {
+        assert!(load("", &[("ODA_BASE_URL", local)], &[]).is_ok(), "{local}");
+    }
+    let err = load("", &[("ODA_BASE_URL", "http://oda-sim:8089/api")], &[])
+        .expect_err("plain HTTP to another host");
+    assert!(err.to_string().contains("`source.base_url`"), "{err}");
+    assert!(err.to_string().contains("http.allow_insecure"), "{err}");
+    let allowed = load(
+        "[http]\nallow_insecure = true\n",
+        &[("ODA_BASE_URL", "http://oda-sim:8089/api")],
+        &[],
+    );
+    assert!(allowed.is_ok(), "{allowed:?}");
+    let from_env = load(
+        "",
+        &[
+            ("ODA_BASE_URL", "http://oda-sim:8089/api"),
+            ("ODA_CDC_HTTP__ALLOW_INSECURE", "true"),
+        ],
+        &[],
+    );
+    assert!(from_env.is_ok(), "{from_env:?}");
+    let err = load("", &[("ODA_CDC_HTTP__ALLOW_INSECURE", "yes")], &[]).expect_err("not a bool");
+    assert!(err.to_string().contains("`http.allow_insecure`"), "{err}");
+}
+
+#[test]
+fn http_limits_are_keys_with_todays_defaults() {
+    let s = load("", &[], &[]).expect("defaults");
+    assert_eq!(
+        s.http.connect_timeout.get(),
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(
+        s.http.request_timeout.get(),
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(s.http.attempts, 5);
+    assert_eq!(s.http.backoff.get(), std::time::Duration::from_millis(250));
+    assert_eq!(s.http.max_body_bytes, 16 * 1024 * 1024);
+    let s = load(
+        "[http]\nattempts = 2\nmax_body_bytes = 1048576\nretry_after_max = \"5s\"\n",
+        &[],
+        &[],
+    )
+    .expect("set");
+    assert_eq!(s.http.attempts, 2);
+    assert_eq!(
+        s.http.retry_after_max.get(),
+        std::time::Duration::from_secs(5)
+    );
+    let err = load("", &[], &[("http.attempts", "0")]).expect_err("zero attempts");
+    assert!(err.to_string().contains("`http.attempts`"), "{err}");
+}

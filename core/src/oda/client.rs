@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use super::breaker::Breaker;
 use super::page::Page;
 use super::ratelimit::RateLimiter;
+use crate::config::HttpSettings;
 use oda_model::odata::{Query, entity_path};
 
 /// Why a request failed, by what the caller should do.
@@ -32,6 +33,12 @@ pub enum FetchError {
     Decode(String),
     #[error("circuit breaker open: the source failed repeatedly")]
     BreakerOpen,
+    #[error(
+        "the response body is larger than http.max_body_bytes ({limit} bytes, after decompression)"
+    )]
+    TooLarge { limit: u64 },
+    #[error("the source redirects to {location}, another scheme or host: not followed")]
+    Redirected { location: String },
 }
 
 impl FetchError {
@@ -43,11 +50,16 @@ impl FetchError {
             | FetchError::Timeout
             | FetchError::Transport(_)
             | FetchError::Decode(_) => true,
-            FetchError::NotFound | FetchError::BreakerOpen => false,
+            FetchError::NotFound
+            | FetchError::BreakerOpen
+            | FetchError::TooLarge { .. }
+            | FetchError::Redirected { .. } => false,
         }
     }
 
     /// Counts against the breaker (the source misbehaves, not the query).
+    /// An oversized body or a redirect away is one entity's answer, not a
+    /// source that is down: the other entities must keep flowing.
     fn is_source_failure(&self) -> bool {
         self.is_retryable()
     }
@@ -86,13 +98,17 @@ impl RetryPolicy {
     }
 }
 
-/// Timeouts, retries and the breaker: production values by default,
-/// shorter in tests that inject hangs.
+/// Timeouts, retries, limits and the breaker: the `http.*` settings, or
+/// shorter values in tests that inject hangs.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTuning {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// The longest `Retry-After` honoured.
+    pub retry_after_max: Duration,
+    /// The largest body read, after decompression.
+    pub max_body_bytes: u64,
     /// Consecutive failures that open the breaker.
     pub breaker_threshold: u32,
     pub breaker_cool_down: Duration,
@@ -100,10 +116,22 @@ pub struct ClientTuning {
 
 impl Default for ClientTuning {
     fn default() -> Self {
+        Self::from(&HttpSettings::default())
+    }
+}
+
+impl From<&HttpSettings> for ClientTuning {
+    fn from(http: &HttpSettings) -> Self {
         Self {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
+            connect_timeout: http.connect_timeout.get(),
+            request_timeout: http.request_timeout.get(),
+            retry: RetryPolicy {
+                attempts: http.attempts.max(1),
+                base: http.backoff.get(),
+                cap: http.backoff_max.get(),
+            },
+            retry_after_max: http.retry_after_max.get(),
+            max_body_bytes: http.max_body_bytes,
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(30),
         }
@@ -161,6 +189,8 @@ pub struct OdaClient {
     in_flight: Arc<Semaphore>,
     breaker: Arc<Breaker>,
     retry: RetryPolicy,
+    retry_after_max: Duration,
+    max_body_bytes: u64,
     metrics: ClientMetrics,
 }
 
@@ -184,6 +214,7 @@ impl OdaClient {
             .connect_timeout(tuning.connect_timeout)
             .timeout(tuning.request_timeout)
             .gzip(true)
+            .redirect(same_origin_redirects())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| FetchError::Transport(e.to_string()))?;
@@ -197,6 +228,8 @@ impl OdaClient {
                 tuning.breaker_cool_down,
             )),
             retry: tuning.retry,
+            retry_after_max: tuning.retry_after_max,
+            max_body_bytes: tuning.max_body_bytes,
             metrics,
         })
     }
@@ -285,7 +318,7 @@ impl OdaClient {
             let wait = match &error {
                 FetchError::Throttled {
                     retry_after: Some(after),
-                } => (*after).max(backoff),
+                } => (*after).min(self.retry_after_max).max(backoff),
                 _ => backoff,
             };
             tracing::debug!(%error, attempt, wait_ms = wait.as_millis() as u64, url, "Retrying ODA request.");
@@ -352,22 +385,62 @@ impl OdaClient {
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|v| retry_after(v, chrono::Utc::now()));
             return Err(FetchError::Throttled { retry_after });
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("(no Location)")
+                .to_owned();
+            self.metrics
+                .requests
+                .with_label_values(&["redirect_refused"])
+                .inc();
+            return Err(FetchError::Redirected { location });
         }
         if !status.is_success() {
             return Err(FetchError::Status {
                 status: status.as_u16(),
             });
         }
-        response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                FetchError::Timeout
-            } else {
-                FetchError::Transport(e.to_string())
+        self.read_body(response).await
+    }
+
+    /// The body, decompressed, refused past `max_body_bytes`: read chunk by
+    /// chunk, so a 2 GiB page or a gzip bomb costs at most the limit.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes, FetchError> {
+        let limit = self.max_body_bytes;
+        let too_large = || {
+            self.metrics
+                .requests
+                .with_label_values(&["too_large"])
+                .inc();
+            FetchError::TooLarge { limit }
+        };
+        // The declared length is of the compressed body, if any: a hint only.
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = bytes::BytesMut::new();
+        loop {
+            let chunk = response.chunk().await.map_err(|e| {
+                if e.is_timeout() {
+                    FetchError::Timeout
+                } else {
+                    FetchError::Transport(e.to_string())
+                }
+            })?;
+            let Some(chunk) = chunk else {
+                return Ok(body.freeze());
+            };
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
             }
-        })
+            body.extend_from_slice(&chunk);
+        }
     }
 }
 
@@ -380,5 +453,80 @@ fn label(error: &FetchError) -> &'static str {
         FetchError::NotFound => "404",
         FetchError::Throttled { .. } => "429",
         FetchError::Status { .. } => "error",
+        FetchError::TooLarge { .. } => "too_large",
+        FetchError::Redirected { .. } => "redirect_refused",
+    }
+}
+
+/// Follows a redirect only to the same scheme, host and port (a load
+/// balancer's trailing-slash hop), at most five times; anything else comes
+/// back as the 3xx answer, which the client refuses.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt.previous().first().is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if same && attempt.previous().len() <= 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// `Retry-After` in either form: delay-seconds, or an HTTP-date (a date in
+/// the past means now). The caller caps it (`http.retry_after_max`).
+fn retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_and_as_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after(" 1000000000 ", now),
+            Some(Duration::from_secs(1_000_000_000))
+        );
+        assert_eq!(
+            retry_after("Fri, 04 Dec 2026 12:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Fri, 04 Dec 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past: now"
+        );
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn oversized_bodies_and_redirects_away_are_final_and_not_the_sources_fault() {
+        for error in [
+            FetchError::TooLarge { limit: 1 },
+            FetchError::Redirected {
+                location: "http://elsewhere/".into(),
+            },
+        ] {
+            assert!(!error.is_retryable(), "{error}");
+            assert!(!error.is_source_failure(), "{error}");
+        }
     }
 }

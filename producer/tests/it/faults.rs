@@ -26,7 +26,7 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
     let prefix = settings.kafka.topic_prefix.clone();
     let options = RunOptions {
         from: StartFrom::Beginning,
-        http: ClientTuning {
+        http: Some(ClientTuning {
             request_timeout: Duration::from_secs(1),
             retry: RetryPolicy {
                 attempts: 3,
@@ -36,7 +36,7 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(1),
             ..ClientTuning::default()
-        },
+        }),
     };
     let producer = Producer::start_with(settings, options);
     wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
@@ -123,7 +123,7 @@ async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
     let prefix = settings.kafka.topic_prefix.clone();
     let options = RunOptions {
         from: StartFrom::Beginning,
-        http: ClientTuning {
+        http: Some(ClientTuning {
             request_timeout: Duration::from_secs(2),
             retry: RetryPolicy {
                 attempts: 2,
@@ -131,7 +131,7 @@ async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
                 cap: Duration::from_millis(100),
             },
             ..ClientTuning::default()
-        },
+        }),
     };
     let producer = Producer::start_with(settings, options);
 

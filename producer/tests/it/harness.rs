@@ -382,7 +382,21 @@ pub(crate) fn spawn_producer(
     transactional_id: &str,
     port: u16,
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_oda-producer"))
+    producer_command(base_url, prefix, entities, transactional_id, port)
+        .spawn()
+        .expect("oda-producer starts")
+}
+
+/// The command [`spawn_producer`] runs, for a test that adds settings.
+pub(crate) fn producer_command(
+    base_url: &str,
+    prefix: &str,
+    entities: &[&str],
+    transactional_id: &str,
+    port: u16,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oda-producer"));
+    command
         .args(["run", "--from", "beginning"])
         .env("KAFKA_BROKERS", kafka().brokers)
         .env("ODA_BASE_URL", base_url)
@@ -394,7 +408,6 @@ pub(crate) fn spawn_producer(
         .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("oda-producer starts")
+        .stderr(std::process::Stdio::inherit());
+    command
 }

@@ -8,4 +8,5 @@ mod crash;
 mod deletes;
 mod faults;
 mod harness;
+mod hostile;
 mod streaming;

@@ -87,6 +87,7 @@ impl Args {
                 self.fault_kinds.clone()
             },
             until: None,
+            entity: None,
         };
         SimConfig {
             addr: SocketAddr::new(self.host, self.port),

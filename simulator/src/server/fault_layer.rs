@@ -11,6 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::resource::entity_of;
 use super::{Shared, empty};
 use crate::faults::FaultKind;
 
@@ -32,7 +33,11 @@ pub(super) async fn inject(
             Ok(rng) => rng,
             Err(poisoned) => poisoned.into_inner(),
         };
-        (faults.delay(&mut *rng), faults.draw(&mut *rng))
+        let entity = entity_of(request.uri().path());
+        (
+            faults.delay(&mut *rng),
+            faults.draw(entity.as_deref(), &mut *rng),
+        )
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -53,12 +58,7 @@ pub(super) async fn inject(
         Some(FaultKind::Status503) => {
             (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
         }
-        Some(FaultKind::Status429) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "1")],
-            "Too Many Requests",
-        )
-            .into_response(),
+        Some(FaultKind::Status429) => throttled("1"),
         Some(FaultKind::Hang) => {
             // Longer than any sane client timeout.
             tokio::time::sleep(Duration::from_secs(600)).await;
@@ -66,6 +66,14 @@ pub(super) async fn inject(
         }
         Some(FaultKind::Truncate) => truncate(next.run(request).await).await,
         Some(FaultKind::Reset) => reset(next.run(request).await).await,
+        Some(FaultKind::HugeBody) => huge_body(),
+        Some(FaultKind::GzipBomb) => gzip_bomb(),
+        Some(FaultKind::Redirect) => redirect_away(&request),
+        Some(FaultKind::RetryAfterDate) => {
+            let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+            throttled(&at.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        }
+        Some(FaultKind::RetryAfterHuge) => throttled("1000000000"),
         Some(FaultKind::IgnoreFilter) => {
             request.extensions_mut().insert(IgnoreFilter);
             next.run(request).await
@@ -104,4 +112,77 @@ async fn reset(response: Response) -> Response {
         )),
     ];
     Response::from_parts(parts, Body::from_stream(futures::stream::iter(chunks)))
+}
+
+/// A 429 with this `Retry-After`.
+fn throttled(retry_after: &str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry_after.to_owned())],
+        "Too Many Requests",
+    )
+        .into_response()
+}
+
+/// What a hostile body is made of (the start of a page, then blanks).
+const PAGE_START: &[u8] = br#"{"odata.metadata":"x","value":["#;
+/// 2 GiB of body, sent as it is read.
+const HUGE_BODY_BYTES: usize = 2 << 30;
+/// What the gzip bomb inflates to (about 1 MiB on the wire).
+const BOMB_BYTES: usize = 1 << 30;
+
+/// A 200 whose body never ends in practice: 2 GiB of blanks after the start
+/// of a page, produced lazily (the server holds one chunk at a time).
+fn huge_body() -> Response {
+    const CHUNK: usize = 1 << 20;
+    let blanks = Bytes::from(vec![b' '; CHUNK]);
+    let chunks = std::iter::once(Ok::<_, std::io::Error>(Bytes::from_static(PAGE_START)))
+        .chain(std::iter::repeat_n(blanks, HUGE_BODY_BYTES / CHUNK).map(Ok));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(futures::stream::iter(chunks)),
+    )
+        .into_response()
+}
+
+/// A gzip-encoded 200 of about 1 MiB that inflates to 1 GiB; compressed
+/// once, on first use.
+fn gzip_bomb() -> Response {
+    static BOMB: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let body = BOMB.get_or_init(|| {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let blanks = vec![b' '; 1 << 20];
+        let _ = encoder.write_all(PAGE_START);
+        for _ in 0..BOMB_BYTES / blanks.len() {
+            let _ = encoder.write_all(&blanks);
+        }
+        Bytes::from(encoder.finish().unwrap_or_default())
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_ENCODING, "gzip"),
+        ],
+        body.clone(),
+    )
+        .into_response()
+}
+
+/// A 302 to the same path on another host name (`localhost` for the
+/// address the client used): a client that follows it reads from a host
+/// it was not configured for.
+fn redirect_away(request: &Request) -> Response {
+    let port = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit_once(':'))
+        .map_or("8089", |(_, port)| port);
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, format!("http://localhost:{port}{path}"))],
+    )
+        .into_response()
 }

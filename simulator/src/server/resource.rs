@@ -19,6 +19,17 @@ pub(super) fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}/api")
 }
 
+/// The entity set an `/api/...` path names, if any.
+pub(super) fn entity_of(path: &str) -> Option<String> {
+    let rest = decode_path(path.strip_prefix("/api")?.trim_start_matches('/'))?;
+    match parse_resource(&rest)? {
+        Resource::Collection { set }
+        | Resource::Entity { set, .. }
+        | Resource::Navigation { set, .. } => Some(set),
+        Resource::ServiceDocument | Resource::Metadata => None,
+    }
+}
+
 /// What the client asked for, once the path is read.
 pub(super) enum Resource {
     ServiceDocument,
