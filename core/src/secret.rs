@@ -46,9 +46,51 @@ pub fn is_secret_property(name: &str) -> bool {
         .any(|marker| name.contains(marker))
 }
 
+/// A URL as it may be shown: a user name or password in it becomes `***`.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("***");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL: it may still hold `user:pass@`; show nothing of it.
+        Err(_) if url.contains('@') => "***".to_owned(),
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// A `kafka.properties` map as it may be shown: secret values as `***`.
+pub fn redacted_properties(
+    properties: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<&str, &str> {
+    properties
+        .iter()
+        .map(|(name, value)| {
+            let shown = if is_secret_property(name) {
+                "***"
+            } else {
+                value.as_str()
+            };
+            (name.as_str(), shown)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_do_not_print() {
+        assert_eq!(
+            redact_url("https://svc:hunter2@registry.example.org/apis"),
+            "https://***@registry.example.org/apis"
+        );
+        assert_eq!(redact_url("https://oda.ft.dk/api"), "https://oda.ft.dk/api");
+        assert_eq!(redact_url("not a url with :hunter2@ in it"), "***");
+    }
 
     #[test]
     fn secrets_do_not_print() {

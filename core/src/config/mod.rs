@@ -9,6 +9,7 @@
 //! binaries exit with status 2 on it.
 
 mod duration;
+mod kafka_properties;
 mod keys;
 mod layers;
 
@@ -23,7 +24,7 @@ use serde::Deserialize;
 pub use self::duration::HumanDuration;
 pub use self::keys::{KEYS, Key, KeyKind};
 pub use self::layers::{ENV_PREFIX, Layers, Origin};
-use crate::secret::Secret;
+use crate::secret::{Secret, redact_url, redacted_properties};
 
 /// What went wrong while reading the configuration. Every variant names the
 /// key (or file) so an operator can fix it from the one line printed.
@@ -124,7 +125,7 @@ pub struct Settings {
 }
 
 /// Kafka connection and topic naming.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap servers, comma-separated.
@@ -148,6 +149,37 @@ impl Default for KafkaSettings {
     }
 }
 
+// Debug by hand for the settings that can carry credentials: secret
+// properties and passwords inside URLs print as `***`.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("properties", &redacted_properties(&self.properties))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RegistrySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrySettings")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SourceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceSettings")
+            .field("base_url", &redact_url(&self.base_url))
+            .finish()
+    }
+}
+
 fn default_brokers() -> String {
     "127.0.0.1:9092".to_owned()
 }
@@ -157,7 +189,7 @@ fn default_topic_prefix() -> String {
 }
 
 /// The Confluent-compatible schema registry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySettings {
     /// Base URL of the Confluent-compatible API.
@@ -190,7 +222,7 @@ fn default_registry_url() -> String {
 }
 
 /// Where the ODA API lives.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSettings {
     /// Base URL, `https://oda.ft.dk/api` unless pointed at `oda-sim`.
@@ -438,14 +470,15 @@ impl Settings {
         if self.kafka.topic_prefix.trim().is_empty() {
             return Err(invalid("kafka.topic_prefix", "must not be empty"));
         }
-        for reserved in ["bootstrap.servers", "transactional.id", "group.id"] {
-            if self.kafka.properties.contains_key(reserved) {
-                let key = format!("kafka.properties.{reserved}");
-                return Err(invalid(
-                    &key,
-                    "set through kafka.brokers, producer.transactional_id or consumer.group instead",
-                ));
-            }
+        if let Err(refused) = kafka_properties::check(&self.kafka.properties) {
+            return Err(invalid(
+                &format!("kafka.properties.{}", refused.property),
+                &refused.message,
+            ));
+        }
+        if let Some(path) = &self.schema_registry.ca_file {
+            kafka_properties::readable(path)
+                .map_err(|message| invalid("schema_registry.ca_file", &message))?;
         }
         if self.poll.interval.is_zero() {
             return Err(invalid("poll.interval", "must be longer than zero"));

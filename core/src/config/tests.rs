@@ -284,3 +284,57 @@ fn http_limits_are_keys_with_todays_defaults() {
     let err = load("", &[], &[("http.attempts", "0")]).expect_err("zero attempts");
     assert!(err.to_string().contains("`http.attempts`"), "{err}");
 }
+
+#[test]
+fn no_debug_output_shows_a_secret_property_or_url_credentials() {
+    let s = load(
+        "[kafka.properties]\n\"sasl.password\" = \"kafka-hunter2\"\n\"sasl.username\" = \"svc\"\n\
+         [schema_registry]\nurl = \"https://reg:url-hunter2@registry.example.org/apis\"\n\
+         [source]\nbase_url = \"https://oda:src-hunter2@oda.example.org/api\"\n",
+        &[],
+        &[],
+    )
+    .expect("valid");
+    let shown = format!("{s:?} {s:#?}");
+    for secret in ["kafka-hunter2", "url-hunter2", "src-hunter2"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("svc"), "the user name is not a secret");
+}
+
+#[test]
+fn kafka_properties_are_checked_before_any_connection() {
+    let err = load("", &[], &[("kafka.properties.enable.auto.commit", "true")]);
+    let err = err.expect_err("weakening");
+    assert!(
+        err.to_string()
+            .contains("`kafka.properties.enable.auto.commit`"),
+        "{err}"
+    );
+    let err = load("[kafka.properties]\n\"linger.mss\" = \"5\"\n", &[], &[]).expect_err("unknown");
+    assert!(
+        err.to_string().contains("`kafka.properties.linger.mss`"),
+        "{err}"
+    );
+    let err = load(
+        "[kafka.properties]\n\"ssl.ca.location\" = \"/nonexistent/ca.pem\"\n",
+        &[],
+        &[],
+    )
+    .expect_err("unreadable CA");
+    assert!(
+        err.to_string()
+            .contains("`kafka.properties.ssl.ca.location`"),
+        "{err}"
+    );
+    let err = load(
+        "[schema_registry]\nca_file = \"/nonexistent/ca.pem\"\n",
+        &[],
+        &[],
+    )
+    .expect_err("unreadable registry CA");
+    assert!(
+        err.to_string().contains("`schema_registry.ca_file`"),
+        "{err}"
+    );
+}

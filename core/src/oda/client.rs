@@ -188,6 +188,8 @@ pub struct OdaClient {
     limiter: Arc<RateLimiter>,
     in_flight: Arc<Semaphore>,
     breaker: Arc<Breaker>,
+    /// [`Self::base`] without credentials.
+    shown_base: String,
     retry: RetryPolicy,
     retry_after_max: Duration,
     max_body_bytes: u64,
@@ -221,6 +223,7 @@ impl OdaClient {
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
+            shown_base: without_credentials(base_url.trim_end_matches('/')),
             limiter: Arc::new(RateLimiter::new(rate_limit)),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             breaker: Arc::new(Breaker::new(
@@ -240,8 +243,10 @@ impl OdaClient {
         self
     }
 
+    /// The base URL as events and logs may show it: without the user
+    /// name and password a configured URL may carry.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.shown_base
     }
 
     pub fn breaker(&self) -> &Breaker {
@@ -321,7 +326,7 @@ impl OdaClient {
                 } => (*after).min(self.retry_after_max).max(backoff),
                 _ => backoff,
             };
-            tracing::debug!(%error, attempt, wait_ms = wait.as_millis() as u64, url, "Retrying ODA request.");
+            tracing::debug!(%error, attempt, wait_ms = wait.as_millis() as u64, url = %crate::secret::redact_url(url), "Retrying ODA request.");
             tokio::time::sleep(wait).await;
         }
     }
@@ -363,7 +368,7 @@ impl OdaClient {
                 let error = if e.is_timeout() {
                     FetchError::Timeout
                 } else {
-                    FetchError::Transport(e.to_string())
+                    FetchError::Transport(e.without_url().to_string())
                 };
                 self.metrics
                     .requests
@@ -430,7 +435,7 @@ impl OdaClient {
                 if e.is_timeout() {
                     FetchError::Timeout
                 } else {
-                    FetchError::Transport(e.to_string())
+                    FetchError::Transport(e.without_url().to_string())
                 }
             })?;
             let Some(chunk) = chunk else {
@@ -455,6 +460,18 @@ fn label(error: &FetchError) -> &'static str {
         FetchError::Status { .. } => "error",
         FetchError::TooLarge { .. } => "too_large",
         FetchError::Redirected { .. } => "redirect_refused",
+    }
+}
+
+/// `url` without a user name or password.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.as_str().trim_end_matches('/').to_owned()
+        }
+        Err(_) => crate::secret::redact_url(url),
     }
 }
 

@@ -141,8 +141,8 @@ impl RegistryClient {
             .send()
             .await
             .map_err(|e| RegistryError::Unreachable {
-                url: self.base.clone(),
-                message: e.to_string(),
+                url: crate::secret::redact_url(&self.base),
+                message: e.without_url().to_string(),
             })
     }
 
@@ -199,7 +199,7 @@ impl RegistryClient {
                     .json()
                     .await
                     .map_err(|e| RegistryError::Unreachable {
-                        url: self.base.clone(),
+                        url: crate::secret::redact_url(&self.base),
                         message: format!(
                             "schema {id}: the answer broke off or is not a schema: {e}"
                         ),
@@ -208,12 +208,12 @@ impl RegistryClient {
         }
         match status.as_u16() {
             401 | 403 => Err(RegistryError::Unauthorized {
-                url: self.base.clone(),
+                url: crate::secret::redact_url(&self.base),
                 status: status.as_u16(),
             }),
             404 => Err(RegistryError::UnknownSchema { id }),
             code if code == 429 || code >= 500 => Err(RegistryError::Unreachable {
-                url: self.base.clone(),
+                url: crate::secret::redact_url(&self.base),
                 message: format!("GET /schemas/ids/{id} answered {status}"),
             }),
             _ => Err(RegistryError::Call(format!(

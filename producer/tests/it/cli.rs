@@ -30,6 +30,21 @@ fn bad_configuration_exits_2_naming_the_key() {
         (vec![("ODA_CDC_FORMAT", "xml")], "format"),
         (vec![("ODA_CDC_ENTITIES", "Sag,Nope")], "entities"),
         (vec![("ODA_BASE_URL", "not a url")], "source.base_url"),
+        (
+            vec![("ODA_BASE_URL", "http://oda.example.org/api")],
+            "source.base_url",
+        ),
+        (
+            vec![("ODA_CDC_KAFKA__PROPERTIES__ACKS", "1")],
+            "kafka.properties.acks",
+        ),
+        (
+            vec![(
+                "ODA_CDC_KAFKA__PROPERTIES__SSL_CA_LOCATION",
+                "/nonexistent/ca.pem",
+            )],
+            "kafka.properties.ssl.ca.location",
+        ),
     ] {
         let output = producer(&["run"], &env);
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -9,4 +9,5 @@ mod deletes;
 mod faults;
 mod harness;
 mod hostile;
+mod secrets;
 mod streaming;
