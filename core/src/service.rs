@@ -101,11 +101,7 @@ impl Service {
     /// Creates the topics that are missing, with their policies; existing
     /// topics are left as they are. Returns the names created.
     pub async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<Vec<String>, StartError> {
-        let created = ensure_topics(&self.kafka_admin, specs).await?;
-        if !created.is_empty() {
-            tracing::info!(topics = ?created, "Topics created.");
-        }
-        Ok(created)
+        Ok(ensure_topics(&self.kafka_admin, specs).await?)
     }
 
     /// Where `/metrics` is served (useful when asked for port 0).

@@ -85,7 +85,7 @@ pub(crate) fn entity_plans(
 
 /// The topics the producer writes, with the policies of
 /// contract.md#topics.
-fn topic_specs(topics: &Topics, plans: &[EntityPlan]) -> Vec<TopicSpec> {
+pub(crate) fn topic_specs(topics: &Topics, plans: &[EntityPlan]) -> Vec<TopicSpec> {
     let mut specs: Vec<TopicSpec> = plans
         .iter()
         .map(|p| TopicSpec::compacted(&p.topic))

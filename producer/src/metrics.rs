@@ -16,6 +16,12 @@ pub(crate) struct Metrics {
     pub(crate) transactions: IntCounterVec,
     pub(crate) dlq: IntCounterVec,
     pub(crate) unknown_fields: IntCounterVec,
+    /// When each entity's last reconcile completed, so an operator can
+    /// tell when the next delete will show.
+    pub(crate) last_reconcile: GaugeVec,
+    /// Ids the source listed in the last completed reconcile.
+    pub(crate) reconcile_ids: GaugeVec,
+    pub(crate) deletes_confirmed: IntCounterVec,
 }
 
 impl Metrics {
@@ -72,6 +78,24 @@ impl Metrics {
                 "Source fields the Avro schema does not know (carried in `extra`).",
                 &["entity"],
             )?,
+            last_reconcile: gauge_vec(
+                registry,
+                "oda_cdc_last_reconcile_timestamp_seconds",
+                "Unix time of the last id reconciliation that completed (deletes are found there).",
+                &["entity"],
+            )?,
+            reconcile_ids: gauge_vec(
+                registry,
+                "oda_cdc_reconcile_ids_checked",
+                "Ids the source listed in the last completed reconciliation.",
+                &["entity"],
+            )?,
+            deletes_confirmed: counter_vec(
+                registry,
+                "oda_cdc_reconcile_deletes_total",
+                "Ids found gone at a reconciliation and confirmed by key (published as d).",
+                &["entity"],
+            )?,
         })
     }
 
@@ -89,6 +113,7 @@ impl Metrics {
             self.skipped
                 .with_label_values(&[entity.as_str(), "unchanged"]);
             self.unknown_fields.with_label_values(&[entity.as_str()]);
+            self.deletes_confirmed.with_label_values(&[entity.as_str()]);
         }
     }
 }

@@ -12,6 +12,7 @@ use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::LogContext;
 use oda_cdc_core::oda::{ClientMetrics, ClientTuning, OdaClient};
 use oda_cdc_core::progress::Progress;
+use oda_cdc_core::service::Service;
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_model::odatime::format_literal;
 use oda_model::topics::Topics;
@@ -227,6 +228,13 @@ async fn run_here(
     id: &str,
     progress: Option<&Progress>,
 ) -> anyhow::Result<()> {
+    // A cluster the service never ran on has no topics yet: create them as
+    // the service would, so what is missing is said plainly below.
+    let service = Service::command(settings)?;
+    let configured = entity_plans(settings, topics)?;
+    service
+        .ensure_topics(&crate::app::topic_specs(topics, &configured))
+        .await?;
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
     let client = OdaClient::new(
@@ -244,9 +252,20 @@ async fn run_here(
         tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
             let consumer: BaseConsumer<LogContext> =
                 kafka.client_config().create_with_context(LogContext)?;
-            Ok(consumer
-                .fetch_watermarks(&topic, 0, Duration::from_secs(10))?
-                .1)
+            // A topic created a moment ago may not answer offset requests
+            // yet (its leader is still taking over).
+            let mut tries = 0;
+            loop {
+                match consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10)) {
+                    Ok((_, high)) => return Ok(high),
+                    Err(error) if tries < 20 => {
+                        tracing::debug!(%error, topic, "Signals topic not ready yet.");
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
         })
         .await??
     };

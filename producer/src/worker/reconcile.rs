@@ -93,6 +93,21 @@ impl Worker {
             )
             .await?;
         in_flight.drain().await?;
+        // Counted once committed: a reconcile cut short publishes again.
+        let metrics = &self.shared.metrics;
+        let entity = self.entity();
+        metrics
+            .last_reconcile
+            .with_label_values(&[entity])
+            .set(Utc::now().timestamp() as f64);
+        metrics
+            .reconcile_ids
+            .with_label_values(&[entity])
+            .set(seen.len() as f64);
+        metrics
+            .deletes_confirmed
+            .with_label_values(&[entity])
+            .inc_by(deleted);
         tracing::info!(
             entity = self.entity(),
             source_ids = seen.len(),

@@ -146,3 +146,29 @@ async fn status_shows_checkpoints_and_the_running_service() {
     );
     assert!(sag.contains(" ago"), "last good poll: {stdout}");
 }
+
+#[test]
+fn a_snapshot_on_a_fresh_cluster_creates_the_topics_and_says_what_is_missing() {
+    let prefix = unique("it-fresh");
+    let brokers = kafka().brokers;
+    let output = producer(
+        &["snapshot", "--entities", "Sag"],
+        &[
+            ("KAFKA_BROKERS", brokers.as_str()),
+            ("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix.as_str()),
+            ("ODA_CDC_ENTITIES", "Sag"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Sag has no checkpoint yet") && stderr.contains("oda-producer run"),
+        "says what is missing: {stderr}"
+    );
+    assert!(!stderr.contains("UnknownPartition"), "{stderr}");
+    let topics = oda_model::topics::Topics::new(&prefix, None);
+    for topic in [topics.checkpoints(), topics.signals(), topics.entity("Sag")] {
+        let exists = oda_cdc_testkit::read_topic(&topic);
+        assert!(exists.is_ok(), "{topic} was created: {exists:?}");
+    }
+}

@@ -9,7 +9,8 @@ use oda_producer::StartFrom;
 use serde_json::json;
 
 use crate::harness::{
-    Producer, Sim, assert_no_problems, converge, events, op_counts, settings, wait_streaming,
+    Producer, Sim, assert_no_problems, converge, events, free_port, metric, op_counts, settings,
+    wait_streaming,
 };
 
 const ENTITIES: &[&str] = &["Sag", "Dagsordenspunkt"];
@@ -20,7 +21,10 @@ async fn deletes_are_published_and_racing_inserts_are_not() {
     let initial = sim.initial(ENTITIES);
     let mut settings = settings(&sim.sim.base_url(), ENTITIES);
     settings.reconcile.interval = HumanDuration::from(Duration::from_secs(2));
+    let port = free_port();
+    settings.metrics.addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     let prefix = settings.kafka.topic_prefix.clone();
+    let started = chrono::Utc::now().timestamp() as f64;
     let producer = Producer::start(settings, StartFrom::Beginning);
     wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
 
@@ -39,8 +43,38 @@ async fn deletes_are_published_and_racing_inserts_are_not() {
         .count();
 
     let problems = converge(&sim, &prefix, ENTITIES, &initial, Duration::from_secs(60)).await;
+    // The reconcile metrics, once the last delete's reconcile completed.
+    let deletes_metric = "oda_cdc_reconcile_deletes_total{entity=\"Sag\"}";
+    let expected_deletes = sim
+        .log()
+        .iter()
+        .filter(|e| e.entity == "Sag" && e.op == "d")
+        .count() as f64;
+    let mut text = String::new();
+    for _ in 0..20 {
+        text = sim.scrape(port).await.unwrap_or_default();
+        if metric(&text, deletes_metric) > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     producer.stop().await;
     assert_no_problems(&problems);
+    assert!(
+        metric(&text, deletes_metric) > 0.0 && metric(&text, deletes_metric) <= expected_deletes,
+        "confirmed deletes counted:\n{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "oda_cdc_last_reconcile_timestamp_seconds{entity=\"Sag\"}"
+        ) >= started,
+        "last reconcile time:\n{text}"
+    );
+    assert!(
+        metric(&text, "oda_cdc_reconcile_ids_checked{entity=\"Sag\"}") > 100.0,
+        "ids checked:\n{text}"
+    );
     // Every deleted id that had been published gets a `d` event plus a
     // tombstone (both carry oda.op = d); ids deleted before anyone saw
     // them need none.

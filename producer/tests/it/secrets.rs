@@ -68,7 +68,10 @@ async fn no_password_appears_in_any_output_at_trace_level() {
         ("oda-producer run", &producer),
         ("oda-producer status", &status),
     ] {
-        assert!(text.contains("TRACE"), "{name} logged at trace level: {text}");
+        assert!(
+            text.contains("TRACE"),
+            "{name} logged at trace level: {text}"
+        );
         for secret in [SASL, REGISTRY, URL] {
             assert!(
                 !text.contains(secret),
