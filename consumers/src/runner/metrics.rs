@@ -15,6 +15,7 @@ pub struct Metrics {
     pub transactions: IntCounterVec,
     /// `kind`: unavailable, unauthorized.
     pub registry_errors: IntCounterVec,
+    pub missing_inputs: IntGaugeVec,
 }
 
 impl Metrics {
@@ -50,6 +51,12 @@ impl Metrics {
                 "Batches read again because the schema registry was unavailable or refused us.",
                 &["processor", "kind"],
             )?,
+            missing_inputs: int_gauge_vec(
+                registry,
+                "oda_cdc_consumer_missing_inputs",
+                "Input topics that do not exist (yet); the processor waits for them.",
+                &["processor"],
+            )?,
         })
     }
 
@@ -60,6 +67,7 @@ impl Metrics {
             self.records.with_label_values(&[processor, outcome]);
         }
         self.dlq.with_label_values(&[processor]);
+        self.missing_inputs.with_label_values(&[processor]);
         for kind in ["unavailable", "unauthorized"] {
             self.registry_errors.with_label_values(&[processor, kind]);
         }

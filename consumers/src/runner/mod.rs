@@ -18,6 +18,7 @@
 
 mod context;
 mod handle;
+mod inputs;
 mod membership;
 mod registry_watch;
 mod session;
@@ -103,8 +104,13 @@ pub async fn run<P: Processor>(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let service =
-        Service::start(&settings, P::METRICS_PORT, &["kafka", "batch"], &shutdown).await?;
+    let service = Service::start(
+        &settings,
+        P::METRICS_PORT,
+        &["kafka", "batch", inputs::CHECK],
+        &shutdown,
+    )
+    .await?;
     let metrics = Metrics::register(&service.registry).context("registering metrics")?;
     metrics.prime(P::NAME);
     let topics = service.topics.clone();

@@ -73,6 +73,14 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
         })?);
     let inputs: Vec<&str> = shared.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&inputs)?;
+    // Ends with the session (the handle aborts the task when dropped).
+    let _watching = AbortOnDrop(tokio::spawn(super::inputs::watch(
+        Arc::clone(&consumer),
+        shared.inputs.clone(),
+        shared.context.health.clone(),
+        shared.metrics.missing_inputs.clone(),
+        P::NAME,
+    )));
     shared.context.health.set_ok("kafka");
     shared.context.health.set_ok("batch");
     let mut output_topics: HashMap<String, String> = HashMap::new();
@@ -284,10 +292,20 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn note_consumer_error(error: &KafkaError) {
     match error.rdkafka_error_code() {
+        // Reported once per change by the inputs watch (inputs.rs).
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
-            tracing::warn!(%error, "An input topic does not exist (yet); waiting for it.");
+            tracing::debug!(%error, "An input topic does not exist (yet).");
         }
         _ => tracing::warn!(%error, "Consumer error."),
     }

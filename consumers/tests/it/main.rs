@@ -4,6 +4,7 @@ mod dead_letters;
 mod exactly_once;
 mod harness;
 mod history;
+mod missing_inputs;
 mod normalize;
 mod observability;
 mod rebalance;

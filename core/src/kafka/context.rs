@@ -41,6 +41,17 @@ impl ClientContext for LogContext {
             tracing::debug!(target: "librdkafka", reason, "End of partition.");
             return;
         }
+        // A subscribed topic that does not exist yet: the processor runner
+        // watches its inputs and says so once per change.
+        if matches!(
+            error,
+            KafkaError::Global(
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+            )
+        ) {
+            tracing::debug!(target: "librdkafka", %error, reason, "Topic not available.");
+            return;
+        }
         tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error.");
     }
 }
