@@ -23,7 +23,7 @@ use crate::checkpoint::Checkpoint;
 use crate::committer::{CommitError, Committer, StateTopics, transactional_producer};
 use crate::metrics::Metrics;
 use crate::restore;
-use crate::worker::{EntityPlan, Shared, StartFrom, WorkerError, run_entity};
+use crate::worker::{EntityPlan, Shared, StartFrom, Unserved, WorkerError, run_entity};
 
 /// The producer's default admin port (contract.md#defaults-and-ports).
 pub(crate) const METRICS_PORT: u16 = 9464;
@@ -243,6 +243,7 @@ pub(crate) async fn assemble(
     encoder: &Encoder,
     metrics: &Metrics,
     health: &Health,
+    configured: usize,
 ) -> Result<Assembled, PipelineError> {
     let state_topics = StateTopics {
         checkpoints: topics.checkpoints(),
@@ -282,6 +283,7 @@ pub(crate) async fn assemble(
         topics: topics.clone(),
         encoder: encoder.clone(),
         unknown_logged: Arc::new(Mutex::new(std::collections::HashSet::new())),
+        unserved: Arc::new(Unserved::new(configured)),
     };
     Ok(Assembled {
         shared,
@@ -321,7 +323,16 @@ impl Pipeline<'_> {
             shared,
             checkpoints,
             committer: mut committer_task,
-        } = assemble(settings, topics, client, encoder, metrics, health).await?;
+        } = assemble(
+            settings,
+            topics,
+            client,
+            encoder,
+            metrics,
+            health,
+            plans.len(),
+        )
+        .await?;
         let stop_workers = shutdown.child_token();
         let mut workers = JoinSet::new();
         let mut mailboxes = HashMap::new();

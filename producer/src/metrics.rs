@@ -22,6 +22,7 @@ pub(crate) struct Metrics {
     /// Ids the source listed in the last completed reconcile.
     pub(crate) reconcile_ids: GaugeVec,
     pub(crate) deletes_confirmed: IntCounterVec,
+    pub(crate) unserved: GaugeVec,
 }
 
 impl Metrics {
@@ -96,6 +97,12 @@ impl Metrics {
                 "Ids found gone at a reconciliation and confirmed by key (published as d).",
                 &["entity"],
             )?,
+            unserved: gauge_vec(
+                registry,
+                "oda_cdc_entity_unserved",
+                "1 while the source answers 404 for a configured entity set (the others go on).",
+                &["entity"],
+            )?,
         })
     }
 
@@ -107,7 +114,8 @@ impl Metrics {
         }
         self.dlq.with_label_values(&["oda-producer"]);
         for entity in entities {
-            for outcome in ["ok", "error", "invalid_page"] {
+            self.unserved.with_label_values(&[entity.as_str()]);
+            for outcome in ["ok", "error", "invalid_page", "not_served"] {
                 self.polls.with_label_values(&[entity.as_str(), outcome]);
             }
             self.skipped

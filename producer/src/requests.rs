@@ -282,6 +282,7 @@ async fn run_here(
         &encoder,
         &metrics,
         &Health::new(),
+        plans.len(),
     )
     .await?;
     let mut names = Vec::new();

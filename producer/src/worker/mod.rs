@@ -14,6 +14,7 @@ mod reconcile;
 mod records;
 mod snapshot;
 mod stream;
+mod unserved;
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use oda_model::topics::Topics;
 use tokio::sync::{mpsc, oneshot};
 
 use self::commands::Backfill;
+pub(crate) use self::unserved::Unserved;
 use crate::checkpoint::{Checkpoint, Cursor, Update};
 use crate::committer::{Batch, CommitError, Outgoing};
 use crate::keyset::Violation;
@@ -79,6 +81,13 @@ pub(crate) struct Shared {
     pub(crate) encoder: crate::encode::Encoder,
     /// Unknown fields already logged, so each is logged once.
     pub(crate) unknown_logged: Arc<Mutex<std::collections::HashSet<(String, String)>>>,
+    /// Sets the source answers 404 for.
+    pub(crate) unserved: Arc<Unserved>,
+}
+
+/// The readiness check of an entity set the source does not serve.
+fn unserved_check(entity: &str) -> String {
+    format!("served {entity}")
 }
 
 /// Why a worker stopped.
@@ -278,6 +287,40 @@ impl Worker {
                 .set(lag.max(0.0));
         }
         self.shared.health.set_ok("poll");
+        if self.shared.unserved.clear(entity) {
+            tracing::info!(entity, "The source serves this entity set again.");
+            metrics.unserved.with_label_values(&[entity]).set(0.0);
+            self.shared.health.set_ok(&unserved_check(entity));
+        }
+    }
+
+    /// The source answers 404 for this set: marked failed, tried again
+    /// next interval; the producer stops only when no set is served.
+    fn not_served(&self) -> ControlFlow<Result<(), WorkerError>> {
+        let entity = self.entity();
+        let (new, none_served) = self.shared.unserved.mark(entity);
+        self.shared
+            .metrics
+            .polls
+            .with_label_values(&[entity, "not_served"])
+            .inc();
+        if new {
+            let error = WorkerError::NotServed(entity.to_owned());
+            tracing::error!(entity, %error, "Entity set not served; the others go on.");
+            self.shared
+                .metrics
+                .unserved
+                .with_label_values(&[entity])
+                .set(1.0);
+            self.shared
+                .health
+                .set_failed(&unserved_check(entity), error.to_string());
+        }
+        if none_served {
+            ControlFlow::Break(Err(WorkerError::NotServed(entity.to_owned())))
+        } else {
+            ControlFlow::Continue(())
+        }
     }
 
     /// What a failed cycle, start-up, command or backfill chunk means for
@@ -288,9 +331,7 @@ impl Worker {
         match error {
             CycleError::Commit(e) => ControlFlow::Break(Err(e.into())),
             CycleError::Shutdown => ControlFlow::Break(Ok(())),
-            CycleError::Fetch(FetchError::NotFound) => {
-                ControlFlow::Break(Err(WorkerError::NotServed(self.plan.entity.clone())))
-            }
+            CycleError::Fetch(FetchError::NotFound) => self.not_served(),
             error => {
                 self.failed_cycle(&error);
                 ControlFlow::Continue(())

@@ -172,3 +172,49 @@ fn a_snapshot_on_a_fresh_cluster_creates_the_topics_and_says_what_is_missing() {
         assert!(exists.is_ok(), "{topic} was created: {exists:?}");
     }
 }
+
+/// A set that answers 404 beside one that is served: the served one
+/// flows, the other is marked failed (readiness, metric) and tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_that_answers_404_beside_others_is_marked_failed_and_they_go_on() {
+    const ENTITIES: &[&str] = &["Sag", "Sambehandlinger"];
+    let sim = Sim::start(|c| c.scale = 1_000).await;
+    let initial = sim.initial(&["Sag"]);
+    let mut settings = crate::harness::settings(&sim.sim.base_url(), ENTITIES);
+    let port = crate::harness::free_port();
+    settings.metrics.addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let prefix = settings.kafka.topic_prefix.clone();
+    let producer = crate::harness::Producer::start(settings, oda_producer::StartFrom::Beginning);
+    crate::harness::wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
+    sim.mutate(serde_json::json!({"entity": "Sag", "updates": 5}))
+        .await;
+    let problems =
+        crate::harness::converge(&sim, &prefix, &["Sag"], &initial, Duration::from_secs(30)).await;
+    let metrics = sim.scrape(port).await.expect("metrics");
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .expect("readyz");
+    let (status, report) = (
+        ready.status().as_u16(),
+        ready.text().await.unwrap_or_default(),
+    );
+    producer.stop().await;
+    crate::harness::assert_no_problems(&problems);
+    assert_eq!(status, 503, "{report}");
+    assert!(
+        report.contains("served Sambehandlinger: failed: the source answers 404"),
+        "{report}"
+    );
+    assert_eq!(
+        crate::harness::metric(
+            &metrics,
+            "oda_cdc_entity_unserved{entity=\"Sambehandlinger\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        crate::harness::metric(&metrics, "oda_cdc_entity_unserved{entity=\"Sag\"}"),
+        0.0
+    );
+}
