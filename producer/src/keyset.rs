@@ -152,6 +152,28 @@ pub(crate) fn row_key(index: usize, record: &Map<String, Value>) -> Result<RowKe
     Ok(RowKey { id, literal, at })
 }
 
+/// Takes the rows whose key cannot be read (no integer id, a timestamp
+/// that is not a readable string) out of `records`: they are dead-lettered
+/// one by one instead of failing the page, so the entity goes on.
+pub(crate) fn split_malformed(
+    records: &mut Vec<Map<String, Value>>,
+) -> Vec<(Map<String, Value>, Violation)> {
+    let mut malformed = Vec::new();
+    let mut index = 0;
+    records.retain(|record| {
+        let kept = match row_key(index, record) {
+            Err(violation @ (Violation::NoId { .. } | Violation::BadTimestamp { .. })) => {
+                malformed.push((record.clone(), violation));
+                false
+            }
+            _ => true,
+        };
+        index += 1;
+        kept
+    });
+    malformed
+}
+
 fn keys(page: &Page) -> Result<Vec<RowKey>, Violation> {
     if page.records.len() > REQUEST_TOP as usize {
         return Err(Violation::TooLong {
@@ -384,6 +406,27 @@ mod tests {
         assert!(matches!(
             check_id_range(&long, 0, 5000),
             Err(Violation::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn rows_without_a_key_are_split_off_the_rest_stays_in_order() {
+        let mut records: Vec<Map<String, Value>> = [
+            json!({"id": 1, "opdateringsdato": "2026-01-01T10:00:00"}),
+            json!({"opdateringsdato": "2026-01-01T10:00:00"}),
+            json!({"id": 3, "opdateringsdato": 20260101}),
+            json!({"id": 4, "opdateringsdato": null}),
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_object().cloned())
+        .collect();
+        let malformed = split_malformed(&mut records);
+        let ids: Vec<_> = records.iter().map(|r| r["id"].clone()).collect();
+        assert_eq!(ids, [json!(1), json!(4)]);
+        assert!(matches!(malformed[0].1, Violation::NoId { index: 1 }));
+        assert!(matches!(
+            malformed[1].1,
+            Violation::BadTimestamp { id: 3, .. }
         ));
     }
 }

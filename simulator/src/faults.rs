@@ -36,10 +36,14 @@ pub enum FaultKind {
     RetryAfterDate,
     #[serde(rename = "retry_after_huge")]
     RetryAfterHuge,
+    #[serde(rename = "row_without_id")]
+    RowWithoutId,
+    #[serde(rename = "numeric_timestamp")]
+    NumericTimestamp,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::Status500,
         FaultKind::Status503,
         FaultKind::Status429,
@@ -52,6 +56,8 @@ impl FaultKind {
         FaultKind::Redirect,
         FaultKind::RetryAfterDate,
         FaultKind::RetryAfterHuge,
+        FaultKind::RowWithoutId,
+        FaultKind::NumericTimestamp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +74,8 @@ impl FaultKind {
             FaultKind::Redirect => "redirect",
             FaultKind::RetryAfterDate => "retry_after_date",
             FaultKind::RetryAfterHuge => "retry_after_huge",
+            FaultKind::RowWithoutId => "row_without_id",
+            FaultKind::NumericTimestamp => "numeric_timestamp",
         }
     }
 }

@@ -126,6 +126,7 @@ pub(crate) async fn run_entity(
         shared,
         plan,
         shutdown,
+        lettered: Mutex::new(std::collections::HashSet::new()),
     };
     worker.run(checkpoint, from, commands).await
 }
@@ -134,6 +135,9 @@ struct Worker {
     shared: Shared,
     plan: EntityPlan,
     shutdown: CancellationToken,
+    /// Content hashes of malformed rows already dead-lettered, so a row
+    /// re-read every cycle is lettered once (per process).
+    lettered: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Worker {
@@ -361,6 +365,17 @@ impl Worker {
             _ = self.shutdown.cancelled() => true,
             _ = tokio::time::sleep(duration) => false,
         }
+    }
+
+    /// A page with its malformed rows taken out, and the dead letters for
+    /// those (to commit with the page).
+    pub(super) async fn fetch_rows(
+        &self,
+        query: &Query,
+    ) -> Result<(Page, Vec<Outgoing>), CycleError> {
+        let mut page = self.fetch(query).await?;
+        let malformed = crate::keyset::split_malformed(&mut page.records);
+        Ok((page, self.malformed_letters(malformed)))
     }
 
     pub(super) async fn fetch(&self, query: &Query) -> Result<Page, CycleError> {

@@ -148,6 +148,51 @@ impl Worker {
         }
     }
 
+    /// Letters for source rows whose key cannot be read (contract.md#dead-letters):
+    /// the raw row as the value, its id (when it has one) as the key. A row
+    /// already lettered by this process is not lettered again.
+    pub(super) fn malformed_letters(
+        &self,
+        rows: Vec<(Map<String, Value>, crate::keyset::Violation)>,
+    ) -> Vec<Outgoing> {
+        let entity = self.entity();
+        let mut lettered = match self.lettered.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut out = Vec::new();
+        for (row, violation) in rows {
+            if !lettered.insert(content_hash(&row)) {
+                continue;
+            }
+            let message = format!("{entity}: {violation}; the row is skipped, the others go on");
+            tracing::warn!(entity, %violation, "Malformed source row; dead-lettered.");
+            let letter = Letter {
+                processor: PROCESSOR,
+                kind: ErrorKind::Encode,
+                message: &message,
+                attempts: 1,
+                origin: None,
+            };
+            let mut headers = vec![(headers::ENTITY, entity.to_owned())];
+            headers.extend(letter.headers());
+            self.shared
+                .metrics
+                .dlq
+                .with_label_values(&[PROCESSOR])
+                .inc();
+            out.push(Outgoing {
+                topic: self.shared.topics.dlq().to_owned(),
+                key: row
+                    .get("id")
+                    .map_or_else(|| "malformed".to_owned(), |id| id.to_string()),
+                payload: serde_json::to_vec(&row).ok(),
+                headers,
+            });
+        }
+        out
+    }
+
     /// Counts fields the entity model does not know and logs each once.
     fn note_unknown_fields(&self, event: &ChangeEvent) {
         let (Some(record), Some(set)) =

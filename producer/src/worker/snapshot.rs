@@ -129,7 +129,7 @@ impl Worker {
                 Some(t) => keyset::id_range_since_query(range.after, range.to, t),
                 None => keyset::id_range_query(range.after, range.to),
             };
-            let page = self.fetch(&query).await?;
+            let (page, letters) = self.fetch_rows(&query).await?;
             let keys = keyset::check_id_range(&page, range.after, range.to)?;
             if let Some(t) = since {
                 keyset::check_since(&keys, t)?;
@@ -141,7 +141,8 @@ impl Worker {
                 _ => range.to,
             };
             rows += keys.len() as u64;
-            let (events, state) = self.events(page.records, &keys, mode);
+            let (mut events, state) = self.events(page.records, &keys, mode);
+            events.extend(letters);
             let update = Update::RangeProgress {
                 index,
                 after: reached,

@@ -30,9 +30,14 @@ impl Worker {
         loop {
             // Drain every row shown at `at` (ties may be wider than a page).
             loop {
-                let page = self.fetch(&keyset::tie_query(at, after)).await?;
+                let (page, letters) = self.fetch_rows(&keyset::tie_query(at, after)).await?;
                 let keys = keyset::check_tie(&page, at, after)?;
                 let more = keyset::has_more(&page);
+                if !letters.is_empty() {
+                    in_flight
+                        .push(self.submit(letters, Vec::new(), Vec::new()).await?)
+                        .await?;
+                }
                 if let Some(last) = keys.last() {
                     after = Some(last.id);
                     let next = Cursor {
@@ -43,13 +48,20 @@ impl Worker {
                         .await?;
                     newest = max_cursor(newest, next);
                 }
-                if !more {
+                // Nothing readable on a page with more after it: the rest
+                // of the tie cannot be reached by id; the advance goes on.
+                if !more || keys.is_empty() {
                     break;
                 }
             }
-            let page = self.fetch(&keyset::advance_query(at)).await?;
+            let (page, letters) = self.fetch_rows(&keyset::advance_query(at)).await?;
             let keys = keyset::check_advance(&page, at)?;
             let more = keyset::has_more(&page);
+            if !letters.is_empty() {
+                in_flight
+                    .push(self.submit(letters, Vec::new(), Vec::new()).await?)
+                    .await?;
+            }
             let Some(last) = keys.last().cloned() else {
                 break;
             };

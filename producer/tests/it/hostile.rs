@@ -1,6 +1,7 @@
 //! A hostile front before the source, for one entity set at a time: a body
 //! of 2 GiB, a gzip bomb, a redirect to another host, `Retry-After` as an
-//! HTTP-date and as 10⁹ seconds. Each time the producer stays up, the
+//! HTTP-date and as 10⁹ seconds, a row without id, a row whose timestamp
+//! is a number. Each time the producer stays up, the
 //! other entity keeps flowing, the bad one loses nothing once the front
 //! behaves (its cursor never passed what it did not publish), the metrics
 //! show what happened, and the producer's peak RSS stays under the memory
@@ -65,6 +66,8 @@ async fn hostile_answers_for_one_entity_leave_the_producer_up_and_the_others_flo
         "redirect",
         "retry_after_date",
         "retry_after_huge",
+        "row_without_id",
+        "numeric_timestamp",
     ] {
         let set = http
             .post(&faults)
@@ -123,6 +126,25 @@ async fn hostile_answers_for_one_entity_leave_the_producer_up_and_the_others_flo
         ),
         0.0,
         "Aktør never failed:\n{text}"
+    );
+    // Rows no one can key went to the dead-letter topic, raw, and Sag went on.
+    let letters = oda_cdc_testkit::read_topic(oda_model::topics::Topics::new(&prefix, None).dlq())
+        .expect("dead-letter topic");
+    let reason = |needle: &str| {
+        letters.iter().any(|l| {
+            l.header("oda.entity") == Some("Sag")
+                && l.header("dlq.error.kind") == Some("encode")
+                && l.header("dlq.error.message")
+                    .is_some_and(|m| m.contains(needle))
+        })
+    };
+    assert!(
+        reason("no integer id"),
+        "a row without id lettered: {letters:?}"
+    );
+    assert!(
+        reason("opdateringsdato"),
+        "a numeric timestamp lettered: {letters:?}"
     );
     let limit = manifest_memory_limit();
     assert!(peak > 0, "VmHWM read");

@@ -74,6 +74,9 @@ pub(super) async fn inject(
             throttled(&at.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
         }
         Some(FaultKind::RetryAfterHuge) => throttled("1000000000"),
+        Some(kind @ (FaultKind::RowWithoutId | FaultKind::NumericTimestamp)) => {
+            with_bad_row(next.run(request).await, kind).await
+        }
         Some(FaultKind::IgnoreFilter) => {
             request.extensions_mut().insert(IgnoreFilter);
             next.run(request).await
@@ -185,4 +188,34 @@ fn redirect_away(request: &Request) -> Response {
         [(header::LOCATION, format!("http://localhost:{port}{path}"))],
     )
         .into_response()
+}
+
+/// A page with one more row that no client can key: a copy of its first
+/// row without `id`, or with `opdateringsdato` as a number. The real rows
+/// stay as they are; other answers pass unchanged.
+async fn with_bad_row(response: Response, kind: FaultKind) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let Ok(mut page) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let Some(rows) = page
+        .get_mut("value")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if let Some(serde_json::Value::Object(first)) = rows.first() {
+        let mut bad = first.clone();
+        if kind == FaultKind::RowWithoutId {
+            bad.remove("id");
+        } else {
+            bad.insert("opdateringsdato".into(), serde_json::json!(1_733_310_000));
+        }
+        rows.push(serde_json::Value::Object(bad));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(page.to_string()))
 }
