@@ -26,6 +26,11 @@ impl Page {
     /// Reads a body; anything but a well-formed envelope is an error, so a
     /// truncated or foreign body never reads as "no changes".
     pub fn parse(body: &[u8]) -> Result<Self, String> {
+        // serde reads a struct from a JSON array of its fields too: only an
+        // object is an envelope (`[[],null,null]` is not an empty page).
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err("not an OData collection: the body is not a JSON object".into());
+        }
         let envelope: Envelope =
             serde_json::from_slice(body).map_err(|e| format!("not an OData collection: {e}"))?;
         let count = match envelope.count {
@@ -34,7 +39,10 @@ impl Page {
                 s.parse()
                     .map_err(|_| format!("odata.count `{s}` is not a number"))?,
             ),
-            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .ok_or_else(|| format!("odata.count {n} is not a whole number"))?,
+            ),
             Some(other) => return Err(format!("odata.count is {other}")),
         };
         Ok(Self {
@@ -68,5 +76,10 @@ mod tests {
             Page::parse(br#"{"odata.metadata":"x"}"#).is_err(),
             "no value array"
         );
+        assert!(
+            Page::parse(b"[[],null,null]").is_err(),
+            "an array is no envelope"
+        );
+        assert!(Page::parse(br#"{"value":[],"odata.count":-1}"#).is_err());
     }
 }
