@@ -136,8 +136,17 @@ impl Worker {
             (headers::ENTITY, entity.to_owned()),
             (headers::OP, Op::Delete.code().to_owned()),
         ];
+        // In the topic's own format: an Avro topic's readers (a plain
+        // Confluent deserializer) must read the `d` event too.
+        let (payload, content_type) = match self.shared.encoder.encode(&event) {
+            Ok(bytes) => (bytes, self.shared.encoder.content_type()),
+            Err(error) => {
+                tracing::warn!(entity, id, %error, "The delete event cannot be encoded; written as JSON.");
+                (event.to_json(), headers::JSON)
+            }
+        };
         let mut event_headers = headers.clone();
-        event_headers.push((headers::CONTENT_TYPE, headers::JSON.to_owned()));
+        event_headers.push((headers::CONTENT_TYPE, content_type.to_owned()));
         self.shared
             .metrics
             .published
@@ -147,7 +156,7 @@ impl Worker {
             Outgoing {
                 topic: self.plan.topic.clone(),
                 key: event.key(),
-                payload: Some(event.to_json()),
+                payload: Some(payload),
                 headers: event_headers,
             },
             Outgoing {

@@ -195,3 +195,76 @@ async fn a_field_that_changes_type_is_dead_lettered_and_the_stream_goes_on() {
         "inserts after the letters were published"
     );
 }
+
+/// Deletes in an Avro topic are Avro too: a plain Confluent deserializer
+/// reads the `d` event (no `after`), and the tombstone follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_events_in_an_avro_topic_are_avro() {
+    let sim = Sim::start(|c| c.scale = 1_000).await;
+    let mut settings = settings(&sim.sim.base_url(), &["Sag"]);
+    settings.format = Format::Avro;
+    settings.schema_registry = registry();
+    settings.reconcile.interval = oda_cdc_core::config::HumanDuration::from(Duration::from_secs(2));
+    let prefix = settings.kafka.topic_prefix.clone();
+    let producer = Producer::start(settings, StartFrom::Beginning);
+    wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
+    sim.mutate(serde_json::json!({"entity": "Sag", "deletes": 3}))
+        .await;
+    let deleted: Vec<i64> = sim
+        .log()
+        .iter()
+        .filter(|e| e.entity == "Sag" && e.op == "d")
+        .map(|e| i64::from(e.id))
+        .collect();
+    assert_eq!(deleted.len(), 3);
+
+    let topic = oda_model::topics::Topics::new(&prefix, None).entity("Sag");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deletes = loop {
+        let name = topic.clone();
+        let records = tokio::task::spawn_blocking(move || read_topic(&name).unwrap_or_default())
+            .await
+            .expect("join");
+        let deletes: Vec<_> = records
+            .into_iter()
+            .filter(|r| r.header("oda.op") == Some("d"))
+            .collect();
+        if deletes.len() >= 6 || tokio::time::Instant::now() > deadline {
+            break deletes;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    producer.stop().await;
+    assert_eq!(
+        deletes.len(),
+        6,
+        "a d event and a tombstone per deleted row"
+    );
+
+    let decoder = AvroDecoder::new(registry().sr_settings().expect("settings"));
+    let set = oda_model::entity::entity_set("Sag").expect("Sag");
+    let mut decoded_ids = Vec::new();
+    for record in deletes.iter().filter(|r| r.value.is_some()) {
+        assert_eq!(
+            record.header("content-type"),
+            Some("application/vnd.oda-cdc+avro")
+        );
+        let decoded = decoder
+            .decode(record.value.as_deref())
+            .await
+            .expect("a plain Confluent deserializer reads the d event");
+        let event = oda_model::avro::avro_to_event(set, &decoded.value).expect("an event");
+        assert_eq!(event.op, oda_model::event::Op::Delete);
+        assert!(event.after.is_none());
+        decoded_ids.push(event.id);
+    }
+    decoded_ids.sort_unstable();
+    let mut expected = deleted;
+    expected.sort_unstable();
+    assert_eq!(decoded_ids, expected);
+    assert_eq!(
+        deletes.iter().filter(|r| r.value.is_none()).count(),
+        3,
+        "the tombstones"
+    );
+}
