@@ -152,24 +152,45 @@ pub(crate) fn row_key(index: usize, record: &Map<String, Value>) -> Result<RowKe
     Ok(RowKey { id, literal, at })
 }
 
-/// Takes the rows whose key cannot be read (no integer id, a timestamp
-/// that is not a readable string) out of `records`: they are dead-lettered
-/// one by one instead of failing the page, so the entity goes on.
+/// Takes the rows that cannot be keyed at all (no integer id, a timestamp
+/// that is not a string) out of `records`: they are dead-lettered one by
+/// one instead of failing the page, so the entity goes on. Only the types
+/// are looked at (the page checks parse the timestamps once, after), and a
+/// page without such rows is left untouched.
 pub(crate) fn split_malformed(
     records: &mut Vec<Map<String, Value>>,
 ) -> Vec<(Map<String, Value>, Violation)> {
+    let problem = |index: usize, record: &Map<String, Value>| {
+        let Some(id) = record.get("id").and_then(Value::as_i64) else {
+            return Some(Violation::NoId { index });
+        };
+        match record.get(TIMESTAMP) {
+            None | Some(Value::Null | Value::String(_)) => None,
+            Some(other) => Some(Violation::BadTimestamp {
+                id,
+                message: format!("{other} is not a string"),
+            }),
+        }
+    };
+    if records
+        .iter()
+        .enumerate()
+        .all(|(i, r)| problem(i, r).is_none())
+    {
+        return Vec::new();
+    }
     let mut malformed = Vec::new();
     let mut index = 0;
     records.retain(|record| {
-        let kept = match row_key(index, record) {
-            Err(violation @ (Violation::NoId { .. } | Violation::BadTimestamp { .. })) => {
+        let violation = problem(index, record);
+        index += 1;
+        match violation {
+            Some(violation) => {
                 malformed.push((record.clone(), violation));
                 false
             }
-            _ => true,
-        };
-        index += 1;
-        kept
+            None => true,
+        }
     });
     malformed
 }

@@ -196,6 +196,18 @@ pub(crate) fn processor(
     command
 }
 
+/// A GET's status and body (status 0 and the error when nothing answered),
+/// for a service's admin endpoints.
+pub(crate) async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(answer) => (
+            answer.status().as_u16(),
+            answer.text().await.unwrap_or_default(),
+        ),
+        Err(error) => (0, error.to_string()),
+    }
+}
+
 /// Log lines of the code under test, filtered by `RUST_LOG`.
 pub(crate) fn logs() {
     let _ = tracing_subscriber::fmt()

@@ -9,17 +9,7 @@ use std::time::Duration;
 use oda_cdc_testkit::{create_topic, free_port, terminate, unique};
 use oda_model::topics::Topics;
 
-use crate::harness::{Fixture, event, outputs_for_keys, processor, produce, sag};
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(answer) => (
-            answer.status().as_u16(),
-            answer.text().await.unwrap_or_default(),
-        ),
-        Err(error) => (0, error.to_string()),
-    }
-}
+use crate::harness::{Fixture, event, get, outputs_for_keys, processor, produce, sag};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_input_is_reported_once_and_read_once_it_exists() {

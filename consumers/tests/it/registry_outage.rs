@@ -29,7 +29,7 @@ use oda_model::event::headers;
 use oda_model::topics::Topics;
 use tokio::task::JoinHandle;
 
-use crate::harness::{Fixture, event, produce, read_at_least, settings};
+use crate::harness::{Fixture, event, get, produce, read_at_least, settings};
 
 /// Decodes every record (the registry is on its path) and echoes the id.
 struct Echo;
@@ -169,16 +169,6 @@ async fn avro_events(topic: &str, ids: std::ops::RangeInclusive<i64>) -> Vec<Fix
         }
     })
     .collect()
-}
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(answer) => (
-            answer.status().as_u16(),
-            answer.text().await.unwrap_or_default(),
-        ),
-        Err(error) => (0, error.to_string()),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,6 +155,9 @@ impl Worker {
         &self,
         rows: Vec<(Map<String, Value>, crate::keyset::Violation)>,
     ) -> Vec<Outgoing> {
+        if rows.is_empty() {
+            return Vec::new();
+        }
         let entity = self.entity();
         let mut lettered = match self.lettered.lock() {
             Ok(guard) => guard,

@@ -150,6 +150,7 @@ async fn status_shows_checkpoints_and_the_running_service() {
 #[test]
 fn a_snapshot_on_a_fresh_cluster_creates_the_topics_and_says_what_is_missing() {
     let prefix = unique("it-fresh");
+    let txid = unique("it-fresh-producer");
     let brokers = kafka().brokers;
     let output = producer(
         &["snapshot", "--entities", "Sag"],
@@ -157,6 +158,7 @@ fn a_snapshot_on_a_fresh_cluster_creates_the_topics_and_says_what_is_missing() {
             ("KAFKA_BROKERS", brokers.as_str()),
             ("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix.as_str()),
             ("ODA_CDC_ENTITIES", "Sag"),
+            ("ODA_CDC_PRODUCER__TRANSACTIONAL_ID", txid.as_str()),
         ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);

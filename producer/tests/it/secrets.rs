@@ -34,6 +34,10 @@ async fn output_of(binary: &str, args: &[&str], base_url: &str) -> String {
         .args(args)
         .env("KAFKA_BROKERS", kafka().brokers)
         .env("ODA_CDC_KAFKA__TOPIC_PREFIX", unique("it-secrets"))
+        .env(
+            "ODA_CDC_PRODUCER__TRANSACTIONAL_ID",
+            unique("it-secrets-producer"),
+        )
         .env("ODA_CDC_ENTITIES", "Sag")
         .env("ODA_CDC_FORMAT", "avro")
         .env("ODA_CDC_SCHEMA_REGISTRY__USERNAME", "svc")
