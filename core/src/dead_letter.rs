@@ -6,6 +6,8 @@
 
 use chrono::{SecondsFormat, Utc};
 
+use crate::kafka::RecordLimits;
+
 /// Header names of contract.md#dead-letters.
 pub mod headers {
     pub const ORIGINAL_TOPIC: &str = "dlq.original.topic";
@@ -17,6 +19,9 @@ pub mod headers {
     pub const ERROR_MESSAGE: &str = "dlq.error.message";
     pub const ATTEMPTS: &str = "dlq.attempts";
     pub const FAILED_AT: &str = "dlq.failed.at";
+    /// Set when the original value was too large for the dead-letter
+    /// topic and is not in the letter: its size and where to find it.
+    pub const VALUE_OMITTED: &str = "dlq.value.omitted";
     /// The prefix every header above shares.
     pub const PREFIX: &str = "dlq.";
 }
@@ -68,6 +73,9 @@ pub struct Letter<'a> {
     pub origin: Option<Origin<'a>>,
 }
 
+/// Room kept in a letter for the `dlq.value.omitted` header.
+const NOTE_ROOM: usize = 128;
+
 /// Longest `dlq.error.message` kept: a header is no place for a dump.
 const MAX_MESSAGE: usize = 2_000;
 
@@ -100,6 +108,33 @@ impl Letter<'_> {
             Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         ));
         out
+    }
+}
+
+/// A letter's value as it can be written to `topic`: whole when the
+/// letter fits, else left out with the note for [`headers::VALUE_OMITTED`]
+/// (a letter that cannot hold the record still says what happened; the
+/// original stays where its provenance points, and `oda-replay dlq
+/// redrive` skips the letter). `size_without_value` is the letter's
+/// [`record_size`](crate::kafka::record_size) with no value (room for
+/// the note is added here).
+pub fn fit_value(
+    limits: &RecordLimits,
+    topic: &str,
+    size_without_value: usize,
+    value: Option<Vec<u8>>,
+) -> (Option<Vec<u8>>, Option<String>) {
+    let length = value.as_ref().map_or(0, Vec::len);
+    let size = size_without_value + NOTE_ROOM;
+    match limits.check(topic, size + length) {
+        Ok(()) => (value, None),
+        Err(too_large) => (
+            None,
+            Some(format!(
+                "{length} bytes, more than the {} bytes topic {topic} takes",
+                too_large.limit
+            )),
+        ),
     }
 }
 
@@ -199,6 +234,19 @@ mod tests {
             .1;
         assert!(message.len() <= MAX_MESSAGE + 3);
         assert!(std::str::from_utf8(message).is_ok());
+    }
+
+    #[test]
+    fn a_value_too_large_for_the_letter_is_left_out_with_a_note() {
+        let limits = RecordLimits::client(&crate::config::KafkaSettings::default());
+        let (kept, note) = fit_value(&limits, "dlq", 600, Some(vec![b'x'; 1000]));
+        assert_eq!(kept.map(|v| v.len()), Some(1000));
+        assert!(note.is_none());
+        let (kept, note) = fit_value(&limits, "dlq", 600, Some(vec![b'x'; 2 << 20]));
+        assert!(kept.is_none());
+        let note = note.expect("a note");
+        assert!(note.starts_with("2097152 bytes"), "{note}");
+        assert!(note.contains("topic dlq"), "{note}");
     }
 
     #[test]

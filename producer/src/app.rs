@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use oda_cdc_core::config::{Format, Settings};
 use oda_cdc_core::health::Health;
-use oda_cdc_core::kafka::TopicSpec;
+use oda_cdc_core::kafka::refusal::MAX_REFUSALS;
+use oda_cdc_core::kafka::{RecordLimits, Refusals, TopicSpec};
 use oda_cdc_core::oda::{ClientMetrics, ClientTuning, OdaClient};
 use oda_cdc_core::service::{Service, SessionEnd, supervise};
 use oda_cdc_core::shutdown::CancellationToken;
@@ -145,9 +146,24 @@ pub async fn run(
         health: &service.health,
         shutdown: &shutdown,
     };
+    let refusals = Refusals::default();
+    let committed = || metrics.transactions.with_label_values(&["committed"]).get();
     supervise(&service.health, &shutdown, || async {
-        match pipeline.run().await {
+        let before = committed();
+        let ended = pipeline.run().await;
+        if committed() > before {
+            refusals.succeeded();
+        }
+        match ended {
             Ok(()) => Ok(()),
+            Err(PipelineError::Commit(CommitError::Refused(refused)))
+                if refusals.failed(&refused) =>
+            {
+                Err(SessionEnd::Stop(anyhow::anyhow!(
+                    "{refused}; refused {MAX_REFUSALS} times in a row, oda-producer stops rather \
+                     than retrying the same records forever"
+                )))
+            }
             Err(PipelineError::Fatal(error)) => Err(SessionEnd::Stop(error.into())),
             Err(PipelineError::Commit(CommitError::Fenced(id))) => {
                 Err(SessionEnd::Stop(anyhow::anyhow!(
@@ -243,7 +259,7 @@ pub(crate) async fn assemble(
     encoder: &Encoder,
     metrics: &Metrics,
     health: &Health,
-    configured: usize,
+    plans: &[EntityPlan],
 ) -> Result<Assembled, PipelineError> {
     let state_topics = StateTopics {
         checkpoints: topics.checkpoints(),
@@ -264,6 +280,7 @@ pub(crate) async fn assemble(
     .await
     .map_err(|e| PipelineError::Task(e.to_string()))??;
     health.set_ok("kafka");
+    let limits = record_limits(settings, topics, plans).await;
     let (tx, rx) = mpsc::channel(256);
     let committer = Committer::new(
         producer,
@@ -283,13 +300,23 @@ pub(crate) async fn assemble(
         topics: topics.clone(),
         encoder: encoder.clone(),
         unknown_logged: Arc::new(Mutex::new(std::collections::HashSet::new())),
-        unserved: Arc::new(Unserved::new(configured)),
+        unserved: Arc::new(Unserved::new(plans.len())),
+        limits,
     };
     Ok(Assembled {
         shared,
         checkpoints,
         committer,
     })
+}
+
+/// The largest record each topic the producer writes takes, read at each
+/// start of the pipeline (a topic reconfigured since is seen after the
+/// next restart).
+async fn record_limits(settings: &Settings, topics: &Topics, plans: &[EntityPlan]) -> RecordLimits {
+    let mut names: Vec<String> = plans.iter().map(|p| p.topic.clone()).collect();
+    names.push(topics.dlq().to_owned());
+    RecordLimits::read(&settings.kafka, &names).await
 }
 
 /// One life of the pipeline: restored from Kafka, a worker per entity,
@@ -323,16 +350,7 @@ impl Pipeline<'_> {
             shared,
             checkpoints,
             committer: mut committer_task,
-        } = assemble(
-            settings,
-            topics,
-            client,
-            encoder,
-            metrics,
-            health,
-            plans.len(),
-        )
-        .await?;
+        } = assemble(settings, topics, client, encoder, metrics, health, plans).await?;
         let stop_workers = shutdown.child_token();
         let mut workers = JoinSet::new();
         let mut mailboxes = HashMap::new();

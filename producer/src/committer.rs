@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use oda_cdc_core::config::KafkaSettings;
+use oda_cdc_core::kafka::refusal::{self, Refused};
 use oda_cdc_core::kafka::{LogContext, is_fenced};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -28,6 +29,24 @@ pub(crate) struct Outgoing {
     pub(crate) headers: Vec<(&'static str, String)>,
 }
 
+impl Outgoing {
+    /// The record's size as the limits count it (`record_size`), with or
+    /// without its payload.
+    pub(crate) fn size(&self, with_payload: bool) -> usize {
+        let payload = match (&self.payload, with_payload) {
+            (Some(p), true) => p.len(),
+            _ => 0,
+        };
+        oda_cdc_core::kafka::record_size(
+            self.key.len(),
+            payload,
+            self.headers
+                .iter()
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+        )
+    }
+}
+
 /// What a worker hands over: records, state changes and checkpoint
 /// updates that must become visible together.
 #[derive(Debug)]
@@ -47,6 +66,8 @@ pub(crate) enum CommitError {
     Fenced(String),
     #[error("Kafka transaction failed: {0}")]
     Kafka(String),
+    #[error("Kafka transaction failed: {0}")]
+    Refused(Refused),
     #[error("the committer stopped")]
     Stopped,
 }
@@ -256,23 +277,32 @@ impl Committer {
                     .await?,
             );
         }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(classify(&e, id)),
-                Err(_) => return Err(CommitError::Kafka("delivery cancelled".into())),
-            }
+        let mut failed = Vec::new();
+        for (topic, delivery) in deliveries {
+            let error = match delivery.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((e, _))) => e,
+                Err(_) => KafkaError::Canceled,
+            };
+            failed.push(Refused {
+                topic: topic.to_owned(),
+                error,
+            });
         }
-        Ok(updated)
+        match refusal::worst(failed) {
+            None => Ok(updated),
+            Some(refused) if is_fenced(&refused.error) => Err(CommitError::Fenced(id.clone())),
+            Some(refused) => Err(CommitError::Refused(refused)),
+        }
     }
 
-    async fn send(
+    async fn send<'t>(
         &self,
-        topic: &str,
+        topic: &'t str,
         key: &str,
         payload: Option<&[u8]>,
         headers: &[(&'static str, String)],
-    ) -> Result<rdkafka::producer::DeliveryFuture, CommitError> {
+    ) -> Result<(&'t str, rdkafka::producer::DeliveryFuture), CommitError> {
         loop {
             let mut owned = OwnedHeaders::new_with_capacity(headers.len());
             for (name, value) in headers {
@@ -286,12 +316,20 @@ impl Committer {
                 record = record.payload(payload);
             }
             match self.producer.send_result(record) {
-                Ok(delivery) => return Ok(delivery),
+                Ok(delivery) => return Ok((topic, delivery)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     // The local queue is full: let librdkafka drain it.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => return Err(classify(&e, &self.transactional_id)),
+                Err((e, _)) if is_fenced(&e) => {
+                    return Err(CommitError::Fenced(self.transactional_id.clone()));
+                }
+                Err((error, _)) => {
+                    return Err(CommitError::Refused(Refused {
+                        topic: topic.to_owned(),
+                        error,
+                    }));
+                }
             }
         }
     }

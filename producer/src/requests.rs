@@ -282,7 +282,7 @@ async fn run_here(
         &encoder,
         &metrics,
         &Health::new(),
-        plans.len(),
+        &plans,
     )
     .await?;
     let mut names = Vec::new();

@@ -45,6 +45,12 @@ pub struct MutationRequest {
     /// old schema cannot take.
     #[serde(default)]
     pub retypes: usize,
+    /// Rows whose first text field grows to `inflate_bytes` (2 MiB unless
+    /// given): a record larger than a topic takes.
+    #[serde(default)]
+    pub inflates: usize,
+    #[serde(default)]
+    pub inflate_bytes: Option<usize>,
     /// Every row of the batch gets one `opdateringsdato`.
     #[serde(default)]
     pub same_timestamp: bool,
@@ -80,6 +86,23 @@ enum Change {
     Delete,
     Restamp,
     Retype,
+    /// The first text field becomes this many bytes long.
+    Inflate(usize),
+}
+
+/// What `inflates` makes a text field when no size is given.
+const INFLATED_BYTES: usize = 2 << 20;
+
+/// Text of `bytes` bytes that does not compress to nothing.
+fn inflated(id: i32, bytes: usize) -> String {
+    let mut text = String::with_capacity(bytes + 16);
+    let mut n = u64::from(id.unsigned_abs());
+    while text.len() < bytes {
+        n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        text.push_str(&format!("{:x} ", n >> 20));
+    }
+    text.truncate(bytes);
+    text
 }
 
 impl World {
@@ -124,6 +147,10 @@ impl World {
             (Change::Update, request.updates),
             (Change::Restamp, request.restamps),
             (Change::Retype, request.retypes),
+            (
+                Change::Inflate(request.inflate_bytes.unwrap_or(INFLATED_BYTES)),
+                request.inflates,
+            ),
             (Change::Delete, request.deletes),
         ];
         for (change, count) in plan {
@@ -220,7 +247,7 @@ impl World {
                 }
                 ("c", id)
             }
-            Change::Update | Change::Restamp | Change::Retype => {
+            Change::Update | Change::Restamp | Change::Retype | Change::Inflate(_) => {
                 let Some(id) = self.random_existing(entity) else {
                     return;
                 };
@@ -241,6 +268,15 @@ impl World {
                     && let Cell::Int(n) = row.cells[i + 1]
                 {
                     row.cells[i + 1] = Cell::Str(format!("T{n}").into());
+                }
+                if let Change::Inflate(bytes) = change
+                    && let Some(i) = set
+                        .fields
+                        .iter()
+                        .skip(1)
+                        .position(|f| matches!(f.edm, oda_model::entity::EdmType::String))
+                {
+                    row.cells[i + 1] = Cell::Str(inflated(id, bytes).into());
                 }
                 if let Some(i) = ts_index {
                     // A null timestamp stays null: such rows are only found by sweeps.

@@ -54,7 +54,14 @@ pub fn admin() -> anyhow::Result<AdminClient<DefaultClientContext>> {
 /// Creates a fresh topic with `partitions` partitions and waits until its
 /// leaders are known.
 pub async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<()> {
-    let spec = TopicSpec::retained(name, 1).with_partitions(partitions);
+    create_topic_with(TopicSpec::retained(name, 1).with_partitions(partitions)).await
+}
+
+/// Creates a topic as `spec` says (a test that needs its own
+/// `max.message.bytes`, say) and waits until its leaders are known.
+pub async fn create_topic_with(spec: TopicSpec) -> anyhow::Result<()> {
+    let (name, partitions) = (spec.name.clone(), spec.partitions);
+    let name = name.as_str();
     let admin = admin()?;
     ensure_topics(&admin, &[spec]).await?;
     for _ in 0..50 {

@@ -8,6 +8,9 @@
 //! - Never an old state over a new one: a letter whose key has a later
 //!   record on its original partition is superseded (the later record was
 //!   processed in its place) and is not redriven.
+//! - Only letters that hold their record: one whose value was too large
+//!   for the dead-letter topic (`dlq.value.omitted`) is counted, not
+//!   redriven.
 //! - Headers do not grow: the original headers go back, the `dlq.*` ones
 //!   do not, except `dlq.attempts`, so a record that fails again is
 //!   dead-lettered with its attempts counted on.
@@ -66,6 +69,9 @@ pub struct Report {
     pub producer_letters: u64,
     /// Letters of this processor redriven before.
     pub already: u64,
+    /// Letters that do not hold their record (`dlq.value.omitted`: it was
+    /// larger than the dead-letter topic takes); never redriven.
+    pub without_value: u64,
     pub executed: bool,
 }
 
@@ -87,6 +93,12 @@ impl Report {
             self.already,
             self.producer_letters
         ));
+        if self.without_value > 0 {
+            out.push_str(&format!(
+                "{} letter(s) without their record (dlq.value.omitted): read each at its dlq.original.* position.\n",
+                self.without_value
+            ));
+        }
         if !self.executed && self.total() > 0 {
             out.push_str("Add --execute to put them back.\n");
         }
@@ -137,6 +149,11 @@ pub fn redrive(
             continue;
         }
         if processor.is_some_and(|p| p != name) {
+            continue;
+        }
+        if letter.header(dlq::VALUE_OMITTED).is_some() {
+            // Put back without its value, it would be a tombstone.
+            report.without_value += 1;
             continue;
         }
         let redriven_to = done

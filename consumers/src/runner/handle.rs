@@ -4,14 +4,53 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use oda_cdc_core::dead_letter::{self, ErrorKind, Letter, Origin};
+use oda_cdc_core::dead_letter::{self, ErrorKind, Letter, Origin, headers as dlq};
+use oda_cdc_core::kafka::{RecordLimits, TooLarge, record_size};
 use oda_model::event::headers as event_headers;
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::decode::DecodeError;
-use super::processor::{Input, Output, ProcessError, Processor};
+use super::processor::{Input, ProcessError, Processor};
 use super::write::Outgoing;
 use super::{SessionError, Shared};
+
+/// Where a session's outputs go and how large they may be.
+pub(super) struct Targets {
+    /// Input topic → its processor's default output topic.
+    defaults: HashMap<String, String>,
+    /// Read at the session's start, so a topic reconfigured since is seen
+    /// by the next session.
+    limits: RecordLimits,
+}
+
+impl Targets {
+    pub(super) fn new(limits: RecordLimits) -> Self {
+        Self {
+            defaults: HashMap::new(),
+            limits,
+        }
+    }
+
+    fn check(&self, record: &Outgoing) -> Result<(), TooLarge> {
+        self.limits.check(&record.topic, size(record, true))
+    }
+}
+
+/// A record's size as the limits count it, with or without its value.
+fn size(record: &Outgoing, with_value: bool) -> usize {
+    record_size(
+        record.key.as_ref().map_or(0, Vec::len),
+        if with_value {
+            record.value.as_ref().map_or(0, Vec::len)
+        } else {
+            0
+        },
+        record
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_slice())),
+    )
+}
 
 /// Decodes and processes one record, appending what it yields (outputs,
 /// or a dead letter) to `outgoing`.
@@ -19,7 +58,7 @@ pub(super) async fn handle<P: Processor>(
     shared: &Shared,
     processor: &mut P,
     message: &OwnedMessage,
-    output_topics: &mut HashMap<String, String>,
+    targets: &mut Targets,
     retry_budget: &mut Duration,
     outgoing: &mut Vec<Outgoing>,
 ) -> Result<(), SessionError> {
@@ -49,6 +88,7 @@ pub(super) async fn handle<P: Processor>(
         Err(DecodeError::Invalid(reason)) => {
             outgoing.push(letter::<P>(
                 shared,
+                &targets.limits,
                 message,
                 &headers,
                 ErrorKind::Decode,
@@ -96,36 +136,45 @@ pub(super) async fn handle<P: Processor>(
         .duration
         .with_label_values(&[P::NAME])
         .observe(started.elapsed().as_secs_f64());
+    let outcome = outcome.and_then(|outputs| {
+        let default_topic = targets
+            .defaults
+            .entry(message.topic().to_owned())
+            .or_insert_with(|| {
+                P::output_topic(
+                    &shared.context.settings,
+                    &shared.context.topics,
+                    message.topic(),
+                )
+            })
+            .clone();
+        let records: Vec<Outgoing> = outputs
+            .into_iter()
+            .map(|output| Outgoing {
+                topic: output.topic.unwrap_or_else(|| default_topic.clone()),
+                partition: output.partition,
+                key: output
+                    .key
+                    .map(String::into_bytes)
+                    .or_else(|| message.key().map(<[u8]>::to_vec)),
+                value: output.value,
+                headers: output.headers,
+            })
+            .collect();
+        // An output the topic cannot take would abort every transaction
+        // it is in: the input is dead-lettered instead, and the stream goes
+        // on (contract.md#records-too-large).
+        match records.iter().find_map(|r| targets.check(r).err()) {
+            None => Ok(records),
+            Some(too_large) => Err((
+                ErrorKind::Processing,
+                format!("the output is too large: {too_large}"),
+            )),
+        }
+    });
     match outcome {
-        Ok(outputs) => {
-            let default_topic = output_topics
-                .entry(message.topic().to_owned())
-                .or_insert_with(|| {
-                    P::output_topic(
-                        &shared.context.settings,
-                        &shared.context.topics,
-                        message.topic(),
-                    )
-                })
-                .clone();
-            for Output {
-                topic,
-                partition,
-                key,
-                value,
-                headers,
-            } in outputs
-            {
-                outgoing.push(Outgoing {
-                    topic: topic.unwrap_or_else(|| default_topic.clone()),
-                    partition,
-                    key: key
-                        .map(String::into_bytes)
-                        .or_else(|| message.key().map(<[u8]>::to_vec)),
-                    value,
-                    headers,
-                });
-            }
+        Ok(records) => {
+            outgoing.extend(records);
             shared
                 .metrics
                 .records
@@ -143,6 +192,7 @@ pub(super) async fn handle<P: Processor>(
             );
             outgoing.push(letter::<P>(
                 shared,
+                &targets.limits,
                 message,
                 &headers,
                 kind,
@@ -160,8 +210,11 @@ fn backoff(attempt: u32) -> Duration {
     (Duration::from_millis(100) * factor).min(Duration::from_secs(5))
 }
 
+/// The letter for `message`, its value left out when the dead-letter
+/// topic cannot take it.
 fn letter<P: Processor>(
     shared: &Shared,
+    limits: &RecordLimits,
     message: &OwnedMessage,
     headers: &[(String, Vec<u8>)],
     kind: ErrorKind,
@@ -186,11 +239,24 @@ fn letter<P: Processor>(
             group: &shared.group,
         }),
     };
-    Outgoing {
+    let mut record = Outgoing {
         topic: shared.context.topics.dlq().to_owned(),
         partition: None,
         key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
+        value: None,
         headers: dead_letter::letter_headers(headers, &letter),
+    };
+    let (value, omitted) = dead_letter::fit_value(
+        limits,
+        &record.topic,
+        size(&record, false),
+        message.payload().map(<[u8]>::to_vec),
+    );
+    record.value = value;
+    if let Some(note) = omitted {
+        record
+            .headers
+            .push((dlq::VALUE_OMITTED.to_owned(), note.into_bytes()));
     }
+    record
 }

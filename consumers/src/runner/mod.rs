@@ -34,7 +34,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use oda_cdc_core::config::{Delivery, Settings};
-use oda_cdc_core::kafka::TopicSpec;
+use oda_cdc_core::kafka::refusal::MAX_REFUSALS;
+use oda_cdc_core::kafka::{Refusals, Refused, TopicSpec};
 use oda_cdc_core::service::{Service, SessionEnd, supervise};
 use oda_cdc_core::shutdown::CancellationToken;
 use rdkafka::error::KafkaError;
@@ -89,6 +90,8 @@ enum SessionError {
     StaleAssignment(String),
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
+    #[error("Kafka: {0}")]
+    Refused(Refused),
     #[error("another instance with transactional id `{0}` took over")]
     Fenced(String),
     #[error(transparent)]
@@ -129,6 +132,7 @@ pub async fn run<P: Processor>(
     let shared = Shared {
         membership: Membership::new(&transactional_id, &inputs),
         registry: RegistryWatch::default(),
+        refusals: Refusals::default(),
         transactional_id,
         group,
         inputs,
@@ -160,6 +164,20 @@ pub async fn run<P: Processor>(
                  (give each instance its own --instance)",
                 P::NAME
             ))),
+            Err(SessionError::Refused(refused)) => {
+                if shared.refusals.failed(&refused) {
+                    Err(SessionEnd::Stop(anyhow::anyhow!(
+                        "{refused}; refused {MAX_REFUSALS} times in a row, {} stops rather than \
+                         retrying the same records forever",
+                        P::NAME
+                    )))
+                } else {
+                    Err(SessionEnd::Restart {
+                        check: "kafka",
+                        reason: refused.to_string(),
+                    })
+                }
+            }
             Err(SessionError::Registry(error)) => {
                 shared
                     .metrics
@@ -193,6 +211,9 @@ struct Shared {
     transactional_id: String,
     membership: Membership,
     registry: RegistryWatch,
+    /// Writes refused for good in a row (a dead letter too large for its
+    /// topic, an ACL): bounded, not a restart loop.
+    refusals: Refusals,
     inputs: Vec<String>,
     max_retries: u32,
     delivery: Delivery,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use oda_cdc_core::config::Delivery;
-use oda_cdc_core::kafka::{LogContext, is_fenced, transactional_producer};
+use oda_cdc_core::kafka::{LogContext, RecordLimits, is_fenced, transactional_producer};
 use oda_cdc_core::shutdown::CancellationToken;
 use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::context::RunnerContext;
-use super::handle::handle;
+use super::handle::{Targets, handle};
 use super::membership::SESSION_TIMEOUT_MS;
 use super::processor::{Processor, Unusable};
 use super::write::{Outgoing, Writer, write};
@@ -83,7 +83,7 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
     )));
     shared.context.health.set_ok("kafka");
     shared.context.health.set_ok("batch");
-    let mut output_topics: HashMap<String, String> = HashMap::new();
+    let mut targets = Targets::new(record_limits::<P>(shared).await);
     let flush_topic = P::output_topics(settings, &shared.context.topics)
         .into_iter()
         .next()
@@ -127,7 +127,7 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
                 shared,
                 &mut processor,
                 message,
-                &mut output_topics,
+                &mut targets,
                 &mut retry_budget,
                 &mut outgoing,
             )
@@ -169,6 +169,7 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
                         .inc();
                 }
                 shared.context.health.set_ok("batch");
+                shared.refusals.succeeded();
                 shared.registry.answered(&shared.context.health);
             }
             Err(error) => {
@@ -190,6 +191,17 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
     consumer.unsubscribe();
     tracing::info!("Processor stopped; offsets committed.");
     Ok(())
+}
+
+/// The largest record each topic this processor writes takes.
+async fn record_limits<P: Processor>(shared: &Shared) -> RecordLimits {
+    let settings = &shared.context.settings;
+    let mut topics: Vec<String> = P::output_topics(settings, &shared.context.topics)
+        .into_iter()
+        .map(|spec| spec.name)
+        .collect();
+    topics.push(shared.context.topics.dlq().to_owned());
+    RecordLimits::read(&settings.kafka, &topics).await
 }
 
 pub(super) fn fenced_or(error: KafkaError, transactional_id: &str) -> SessionError {

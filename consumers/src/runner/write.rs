@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oda_cdc_core::kafka::LogContext;
+use oda_cdc_core::kafka::refusal::{self, Refused};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -63,7 +64,9 @@ pub(super) async fn write(
             let metadata = consumer.group_metadata().ok_or(SessionError::NoGroup)?;
             producer.begin_transaction().map_err(|e| fenced_or(e, id))?;
             let sent = async {
-                let written = send_all(&producer, outgoing).await?;
+                let written = send_all(&producer, outgoing)
+                    .await
+                    .map_err(SessionError::Refused)?;
                 let tx = producer.clone();
                 tokio::task::spawn_blocking(move || {
                     // A tick's batch moves no offsets.
@@ -77,8 +80,9 @@ pub(super) async fn write(
                     tx.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))
                 })
                 .await
-                .map_err(|_| KafkaError::Canceled)??;
-                Ok(written)
+                .map_err(|_| KafkaError::Canceled)?
+                .map_err(|e| fenced_or(e, id))?;
+                Ok::<_, SessionError>(written)
             }
             .await;
             match sent {
@@ -89,12 +93,14 @@ pub(super) async fn write(
                         tx.abort_transaction(Timeout::After(TRANSACTION_TIMEOUT))
                     })
                     .await;
-                    Err(fenced_or(error, id))
+                    Err(error)
                 }
             }
         }
         Writer::Acknowledged(_) => {
-            let written = send_all(&producer, outgoing).await?;
+            let written = send_all(&producer, outgoing)
+                .await
+                .map_err(SessionError::Refused)?;
             if positions.count() > 0 {
                 let consumer = Arc::clone(consumer);
                 tokio::task::spawn_blocking(move || consumer.commit(&positions, CommitMode::Sync))
@@ -106,11 +112,12 @@ pub(super) async fn write(
     }
 }
 
-/// Sends every record and waits for every acknowledgement.
+/// Sends every record and waits for every acknowledgement; a failure
+/// names its topic (the worst of several, [`refusal::worst`]).
 async fn send_all(
     producer: &FutureProducer<LogContext>,
     outgoing: Vec<Outgoing>,
-) -> Result<Written, KafkaError> {
+) -> Result<Written, Refused> {
     let mut deliveries = Vec::with_capacity(outgoing.len());
     for record in &outgoing {
         loop {
@@ -139,21 +146,35 @@ async fn send_all(
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((error, _)) => return Err(error),
+                Err((error, _)) => {
+                    return Err(Refused {
+                        topic: record.topic.clone(),
+                        error,
+                    });
+                }
             }
         }
     }
     // Keyed by borrowed names while counting: no allocation per record.
     let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+    let mut failed = Vec::new();
     for (topic, delivery) in deliveries {
-        match delivery.await {
+        let error = match delivery.await {
             Ok(Ok(delivered)) => {
                 let at = last.entry((topic, delivered.partition)).or_insert(-1);
                 *at = (*at).max(delivered.offset);
+                continue;
             }
-            Ok(Err((error, _))) => return Err(error),
-            Err(_) => return Err(KafkaError::Canceled),
-        }
+            Ok(Err((error, _))) => error,
+            Err(_) => KafkaError::Canceled,
+        };
+        failed.push(Refused {
+            topic: topic.to_owned(),
+            error,
+        });
+    }
+    if let Some(refused) = refusal::worst(failed) {
+        return Err(refused);
     }
     Ok(last
         .into_iter()

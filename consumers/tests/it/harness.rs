@@ -59,10 +59,12 @@ impl Fixture {
     }
 }
 
-/// Writes fixtures to `topic` (idempotent producer, acks=all).
+/// Writes fixtures to `topic` (idempotent producer, acks=all; records up
+/// to 16 MB, for a topic that takes them).
 pub(crate) async fn produce(topic: &str, fixtures: Vec<Fixture>) {
     let producer: FutureProducer<LogContext> = kafka()
         .producer_config(None)
+        .set("message.max.bytes", "16000000")
         .create_with_context(LogContext)
         .expect("producer");
     let mut deliveries = Vec::with_capacity(fixtures.len());

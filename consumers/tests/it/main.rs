@@ -7,6 +7,7 @@ mod history;
 mod missing_inputs;
 mod normalize;
 mod observability;
+mod oversize;
 mod rebalance;
 mod registry_outage;
 mod replay;

@@ -7,11 +7,15 @@
 pub mod client;
 pub mod context;
 pub mod reader;
+pub mod record_size;
+pub mod refusal;
 pub mod topics;
 pub mod transactions;
 
 pub use self::client::{describe_config, redacted};
 pub use self::context::LogContext;
 pub use self::reader::{ReadError, TopicReader};
+pub use self::record_size::{RecordLimits, TooLarge, record_size};
+pub use self::refusal::{Refusals, Refused};
 pub use self::topics::{TopicError, TopicSpec, ensure_topics, partitions};
 pub use self::transactions::{is_fenced, transactional_producer};

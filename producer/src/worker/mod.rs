@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) unknown_logged: Arc<Mutex<std::collections::HashSet<(String, String)>>>,
     /// Sets the source answers 404 for.
     pub(crate) unserved: Arc<Unserved>,
+    /// The largest record each topic takes.
+    pub(crate) limits: oda_cdc_core::kafka::RecordLimits,
 }
 
 /// The readiness check of an entity set the source does not serve.

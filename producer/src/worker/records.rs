@@ -3,7 +3,7 @@
 //! unchanged), or a dead letter when it cannot be encoded.
 
 use chrono::Utc;
-use oda_cdc_core::dead_letter::{ErrorKind, Letter};
+use oda_cdc_core::dead_letter::{self, ErrorKind, Letter, headers as dlq};
 use oda_model::event::{ChangeEvent, Op, headers};
 use oda_model::hash::content_hash;
 use serde_json::{Map, Value};
@@ -90,18 +90,34 @@ impl Worker {
                 headers.push((headers::BACKFILL, request.to_owned()));
             }
             self.note_unknown_fields(&event);
-            match self.shared.encoder.encode(&event) {
-                Ok(payload) => out.push(Outgoing {
-                    topic: self.plan.topic.clone(),
-                    key: event.key(),
-                    payload: Some(payload),
-                    headers,
-                }),
+            let published = self
+                .shared
+                .encoder
+                .encode(&event)
+                .map_err(|error| error.to_string())
+                .and_then(|payload| {
+                    let record = Outgoing {
+                        topic: self.plan.topic.clone(),
+                        key: event.key(),
+                        payload: Some(payload),
+                        headers,
+                    };
+                    // Too large for its topic, it would abort every
+                    // transaction it is in, after every restart.
+                    match self.shared.limits.check(&record.topic, record.size(true)) {
+                        Ok(()) => Ok(record),
+                        Err(too_large) => {
+                            Err(format!("the change event is too large: {too_large}"))
+                        }
+                    }
+                });
+            match published {
+                Ok(record) => out.push(record),
                 Err(error) => {
                     // Counts as published (contract.md#delivery-guarantees): the raw record goes to
                     // the dead-letter topic in this same transaction.
-                    tracing::warn!(entity, id = key.id, %error, "Record cannot be encoded; dead-lettered.");
-                    out.push(self.dead_letter(&event, &error.to_string()));
+                    tracing::warn!(entity, id = key.id, %error, "Record cannot be published; dead-lettered.");
+                    out.push(self.dead_letter(&event, &error));
                     state.set(entity, key.id, &hash);
                     state_changes.push((key.id, Some(hash)));
                     self.shared
@@ -140,12 +156,30 @@ impl Worker {
         };
         let mut headers = vec![(headers::ENTITY, event.entity.clone())];
         headers.extend(letter.headers());
-        Outgoing {
+        self.letter(event.key(), raw, headers)
+    }
+
+    /// A letter to the dead-letter topic, its value left out (and said so)
+    /// when the topic cannot take it.
+    fn letter(
+        &self,
+        key: String,
+        raw: Option<Vec<u8>>,
+        headers: Vec<(&'static str, String)>,
+    ) -> Outgoing {
+        let mut record = Outgoing {
             topic: self.shared.topics.dlq().to_owned(),
-            key: event.key(),
-            payload: raw,
+            key,
+            payload: None,
             headers,
+        };
+        let (payload, omitted) =
+            dead_letter::fit_value(&self.shared.limits, &record.topic, record.size(false), raw);
+        record.payload = payload;
+        if let Some(note) = omitted {
+            record.headers.push((dlq::VALUE_OMITTED, note));
         }
+        record
     }
 
     /// Letters for source rows whose key cannot be read (contract.md#dead-letters):
@@ -184,14 +218,14 @@ impl Worker {
                 .dlq
                 .with_label_values(&[PROCESSOR])
                 .inc();
-            out.push(Outgoing {
-                topic: self.shared.topics.dlq().to_owned(),
-                key: row
-                    .get("id")
-                    .map_or_else(|| "malformed".to_owned(), |id| id.to_string()),
-                payload: serde_json::to_vec(&row).ok(),
-                headers,
-            });
+            out.push(
+                self.letter(
+                    row.get("id")
+                        .map_or_else(|| "malformed".to_owned(), |id| id.to_string()),
+                    serde_json::to_vec(&row).ok(),
+                    headers,
+                ),
+            );
         }
         out
     }

@@ -9,5 +9,6 @@ mod deletes;
 mod faults;
 mod harness;
 mod hostile;
+mod oversize;
 mod secrets;
 mod streaming;
