@@ -1,15 +1,27 @@
-# syntax=docker/dockerfile:1
+# syntax=docker/dockerfile:1@sha256:ecfaec9ed6d810b56388c508f4121597bfbba70d41a6dfeee4d8cad5f295fc32
 #
-# One image for every oda-cdc binary: oda-producer (the default entrypoint),
-# oda-normalize, oda-votes, oda-history, oda-passthrough, oda-replay and
-# oda-sim. Pick another one with `--entrypoint` (docker) or `command:` (Kubernetes, compose).
+# Two images from one build:
+#
+# - the default target, `runtime`: the services only — oda-producer (the
+#   entrypoint), oda-normalize, oda-votes, oda-history, oda-passthrough,
+#   oda-replay — and oda-healthcheck, the health check. No simulator, no
+#   curl, no shell tools beyond Debian's base. Pick a binary with
+#   `--entrypoint` (docker) or `command:` (Kubernetes, compose).
+# - `--target sim`: oda-sim, the stand-in for the ODA API, for tests and
+#   the offline compose profile. Never deployed beside production.
 #
 #   docker build -t oda-cdc .
+#   docker build --target sim -t oda-cdc-sim .
 #   docker run --rm -e KAFKA_BROKERS=kafka:9092 -e METRICS_ADDR=0.0.0.0:9464 oda-cdc
 #   docker run --rm --entrypoint oda-normalize -e ADMIN_PORT=9465 -e METRICS_ADDR=0.0.0.0:9465 oda-cdc
+#
+# Base images are pinned by digest (the tag says which release it is; the
+# digest is what is pulled), so a rebuild pulls the same bytes. To move to
+# newer ones, resolve each tag and replace its digest (deploy/README.md):
+#   docker buildx imagetools inspect rust:1.95-bookworm --format '{{json .Manifest.Digest}}'
 
 # --- builder ---------------------------------------------------------------
-FROM rust:1.95-bookworm AS builder
+FROM rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS builder
 
 # librdkafka is compiled from source by rdkafka-sys (feature cmake-build) and
 # links OpenSSL, libcurl (OAUTHBEARER/OIDC) and zlib dynamically; zstd is
@@ -30,32 +42,48 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p oda-producer -p oda-consumers -p oda-sim \
- && mkdir -p /out \
+    cargo build --release --locked -p oda-producer -p oda-consumers -p oda-sim -p oda-cdc-core \
+ && mkdir -p /out/services /out/sim \
  && cp target/release/oda-producer target/release/oda-normalize \
        target/release/oda-votes target/release/oda-history target/release/oda-passthrough \
-       target/release/oda-replay target/release/oda-sim /out/
+       target/release/oda-replay target/release/oda-healthcheck /out/services/ \
+ && cp target/release/oda-sim /out/sim/
 
-# --- runtime ---------------------------------------------------------------
-FROM debian:bookworm-slim AS runtime
+# --- base: what every image runs on ----------------------------------------
+FROM debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251 AS base
 
 # ca-certificates: TLS to oda.ft.dk, the registry and SASL_SSL brokers.
 # libssl3/libcurl4/libsasl2-2: what the librdkafka build links against.
-# curl: the HEALTHCHECK below.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        ca-certificates libssl3 libsasl2-2 libcurl4 curl \
+        ca-certificates libssl3 libsasl2-2 libcurl4 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 oda \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin oda
 
-COPY --from=builder /out/ /usr/local/bin/
+# Numeric, so Kubernetes can verify runAsNonRoot without a passwd lookup.
+USER 10001:10001
+# SIGTERM: finish or abort the open transaction and exit 0 within 10 s.
+STOPSIGNAL SIGTERM
+
+# --- sim: the ODA stand-in (tests, the offline compose profile) -------------
+FROM base AS sim
+COPY --from=builder /out/sim/ /out/services/oda-healthcheck /usr/local/bin/
+EXPOSE 8089
+# oda-sim has no admin port; its /_sim/stats answers once it serves.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=6 \
+    CMD ["oda-healthcheck", "http://127.0.0.1:8089/_sim/stats"]
+ENTRYPOINT ["oda-sim"]
+CMD ["--host=0.0.0.0", "--port=8089"]
+
+# --- runtime: the services (the default target, built last) -----------------
+FROM base AS runtime
+
+COPY --from=builder /out/services/ /usr/local/bin/
 
 # No config file is baked in: configure with environment variables, or mount
 # a TOML file (Kubernetes: /etc/oda-cdc/oda-cdc.toml) and pass `--config`.
-# Numeric, so Kubernetes can verify runAsNonRoot without a passwd lookup.
-USER 10001:10001
 
 # Admin ports (/metrics, /healthz, /readyz): oda-producer 9464,
 # oda-normalize 9465, oda-votes 9466, oda-passthrough 9467, oda-history
@@ -64,12 +92,10 @@ USER 10001:10001
 EXPOSE 9464 9465 9466 9467 9468
 
 # ADMIN_PORT tells the health check which admin port this container's
-# binary serves (set it with METRICS_ADDR for the processors). The shell
-# expands it at check time; `sh -c` in exec form is what the shell form runs.
+# binary serves (set it with METRICS_ADDR for the processors); it reads the
+# variable itself, so no shell is involved.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["/bin/sh", "-c", "curl -fsS \"http://127.0.0.1:${ADMIN_PORT:-9464}/healthz\" || exit 1"]
+    CMD ["oda-healthcheck"]
 
-# SIGTERM: finish or abort the open transaction and exit 0 within 10 s.
-STOPSIGNAL SIGTERM
 ENTRYPOINT ["oda-producer"]
 CMD ["run"]

@@ -99,6 +99,41 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     }
 }
 
+/// Why a probe of an admin endpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no answer: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("answered {status}: {body}")]
+    Unhealthy { status: u16, body: String },
+}
+
+/// GETs `url` once, within `timeout`: `Ok` on a 2xx answer. What the
+/// container health check runs (`oda-healthcheck`), so the image needs no
+/// curl.
+pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<(), ProbeError> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(ProbeError::Unreachable)?;
+    let answer = client
+        .get(url)
+        .send()
+        .await
+        .map_err(ProbeError::Unreachable)?;
+    let status = answer.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let mut body = answer.text().await.unwrap_or_default();
+    body.truncate(body.floor_char_boundary(500));
+    Err(ProbeError::Unhealthy {
+        status: status.as_u16(),
+        body: body.trim().to_owned(),
+    })
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }

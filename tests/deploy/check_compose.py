@@ -13,7 +13,8 @@
   NONE, durations parse, restart policies are ones the engine knows;
 - and what compose would not notice until `up`: bind-mounted files and the
   build context exist in the repository, and the services built from the
-  Dockerfile run binaries it puts in the image.
+  Dockerfile run binaries (entrypoints, health checks) their target stage
+  holds, and a build target is a stage of the Dockerfile.
 
     python tests/deploy/check_compose.py SCHEMA [--self-test]
 """
@@ -26,6 +27,9 @@ import sys
 
 import jsonschema
 import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import check_docker  # noqa: E402  (beside this file: the Dockerfile's stages)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -173,9 +177,15 @@ def _volume_source(volume):
     return "volume", source
 
 
-def image_binaries(project_dir):
+def image_binaries(project_dir, build):
+    """The binaries of the image a service builds: the target stage's, or
+    the last stage's (Docker's default target)."""
     dockerfile = (project_dir / "Dockerfile").read_text(encoding="utf-8")
-    return set(re.findall(r"target/release/([A-Za-z0-9_-]+)", dockerfile))
+    held = check_docker.stage_binaries(dockerfile)
+    target = build.get("target") if isinstance(build, dict) else None
+    if target is None:
+        target = check_docker.stages(dockerfile)[-1][0]
+    return held.get(target)
 
 
 def check_consistency(model, project_dir):
@@ -228,8 +238,14 @@ def check_consistency(model, project_dir):
                 problems.append(f"{where}.{field}: {value!r} is not a duration")
         build = service.get("build")
         entrypoint = service.get("entrypoint")
-        if build and isinstance(entrypoint, list) and entrypoint and entrypoint[0] not in image_binaries(project_dir):
+        binaries = image_binaries(project_dir, build) if build else None
+        if build and binaries is None:
+            problems.append(f"{where}.build.target: {build.get('target')!r} is no stage of the Dockerfile")
+            binaries = set()
+        if build and isinstance(entrypoint, list) and entrypoint and entrypoint[0] not in binaries:
             problems.append(f"{where}.entrypoint: {entrypoint[0]} is not a binary the Dockerfile puts in the image")
+        if build and isinstance(test, list) and test[:1] == ["CMD"] and len(test) > 1 and test[1] not in binaries:
+            problems.append(f"{where}.healthcheck: {test[1]} is not in the image")
         if build:
             context = build if isinstance(build, str) else build.get("context", ".")
             dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
@@ -283,6 +299,9 @@ def self_test(schema_path):
             lambda m: services(m)["prometheus"]["volumes"].__setitem__(0, "./deploy/prometheus/missing.yml:/etc/prometheus/prometheus.yml:ro")),
         "a stop_grace_period that is no duration": mutated(lambda m: services(m)["oda-producer"].update(stop_grace_period="fifteen")),
         "an entrypoint the image does not have": mutated(lambda m: services(m)["oda-normalize"].update(entrypoint=["oda-normalise"])),
+        "the simulator from the production image": mutated(lambda m: services(m)["oda-sim"].update(build=".")),
+        "a build target that is no stage": mutated(lambda m: services(m)["oda-sim"]["build"].update(target="simulator")),
+        "a health check with curl, which the image lacks": mutated(lambda m: services(m)["oda-producer"]["healthcheck"].update(test=["CMD", "curl", "-f", "http://127.0.0.1:9464/healthz"])),
         "a misspelt restart policy": mutated(lambda m: services(m)["kafka"].update(restart="unless-stoped")),
         "a healthcheck test without CMD": mutated(lambda m: services(m)["registry"]["healthcheck"].update(test=["curl", "-f", "x"])),
         "a required variable without value": text.replace("${RUST_LOG:-info}", "${RUST_LOG:?set RUST_LOG}", 1),
