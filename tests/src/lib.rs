@@ -5,6 +5,8 @@
 //! Every test works on its own random topics and groups, so tests can run
 //! in parallel against one shared broker.
 
+pub mod properties;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
