@@ -49,8 +49,21 @@ impl From<ConfigError> for Failure {
 }
 
 impl From<crate::service::StartError> for Failure {
+    /// A replication the cluster cannot give is the configuration's fault
+    /// (exit 2, naming the key); any other start-up failure is not.
     fn from(error: crate::service::StartError) -> Self {
-        Failure::Runtime(error.into())
+        use crate::kafka::TopicError;
+        use crate::service::StartError;
+        match error {
+            StartError::Topics(TopicError::Durability(refused)) => {
+                Failure::Config(ConfigError::InvalidValue {
+                    key: refused.key,
+                    origin: crate::config::Origin::Cluster,
+                    message: refused.message,
+                })
+            }
+            other => Failure::Runtime(other.into()),
+        }
     }
 }
 

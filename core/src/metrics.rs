@@ -3,7 +3,7 @@
 //! is written once.
 
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// A counter family, registered.
@@ -73,4 +73,16 @@ pub fn dead_letters(registry: &Registry) -> prometheus::Result<IntCounterVec> {
         "Records written to the dead-letter topic.",
         &["processor"],
     )
+}
+
+/// `oda_cdc_transaction_stalled`: 1 while a transaction waits too long for
+/// Kafka (see [`crate::kafka::StallWatch`]).
+pub fn transaction_stalled(registry: &Registry) -> prometheus::Result<IntGauge> {
+    let metric = IntGauge::new(
+        "oda_cdc_transaction_stalled",
+        "1 while a Kafka transaction has waited longer than 10 s to be acknowledged \
+         (brokers away, or fewer in-sync replicas than min.insync.replicas).",
+    )?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }

@@ -13,16 +13,17 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use oda_model::topics::Topics;
-use prometheus::Registry;
+use prometheus::{IntGaugeVec, Registry};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminError, AdminServer};
-use crate::config::Settings;
+use crate::config::{PRODUCTION_FACTOR, Profile, Settings, TopicsSettings};
 use crate::health::Health;
-use crate::kafka::{TopicError, TopicSpec, ensure_topics};
+use crate::kafka::{EnsuredTopic, TopicError, TopicSpec, ensure_topics};
+use crate::metrics;
 
 /// Why a service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum StartError {
     AdminClient(#[source] KafkaError),
     #[error("creating topics: {0}")]
     Topics(#[from] TopicError),
+    #[error("registering metrics: {0}")]
+    Metrics(#[source] prometheus::Error),
 }
 
 /// A started service's shared parts.
@@ -43,6 +46,10 @@ pub struct Service {
     pub health: Health,
     pub kafka_admin: AdminClient<DefaultClientContext>,
     admin_server: Option<AdminServer>,
+    durability: TopicsSettings,
+    profile: Profile,
+    /// `oda_cdc_topic_replication_factor{topic}` of the topics ensured.
+    replication: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Service {
@@ -89,19 +96,53 @@ impl Service {
             .client_config()
             .create()
             .map_err(StartError::AdminClient)?;
+        let registry = Registry::new();
+        let replication = metrics::int_gauge_vec(
+            &registry,
+            "oda_cdc_topic_replication_factor",
+            "Copies kept of each topic this service uses, as the cluster reported at start.",
+            &["topic"],
+        )
+        .map_err(StartError::Metrics)?;
         Ok(Self {
             topics: settings.topics(),
-            registry: Registry::new(),
+            registry,
             health: Health::new(),
             kafka_admin,
             admin_server: None,
+            durability: settings.topics.clone(),
+            profile: settings.profile,
+            replication,
         })
     }
 
     /// Creates the topics that are missing, with their policies; existing
     /// topics are left as they are. Returns the names created.
-    pub async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<Vec<String>, StartError> {
-        Ok(ensure_topics(&self.kafka_admin, specs).await?)
+    ///
+    /// The production profile warns about every topic with fewer than three
+    /// copies, created or found, at every start: a single-broker cluster in
+    /// production loses data with its disk, and nothing else would say so.
+    pub async fn ensure_topics(
+        &self,
+        specs: &[TopicSpec],
+    ) -> Result<Vec<EnsuredTopic>, StartError> {
+        let ensured = ensure_topics(&self.kafka_admin, specs, &self.durability).await?;
+        for topic in &ensured {
+            self.replication
+                .with_label_values(&[topic.name.as_str()])
+                .set(topic.replication_factor.into());
+            if self.profile == Profile::Production && topic.replication_factor < PRODUCTION_FACTOR {
+                tracing::warn!(
+                    topic = %topic.name,
+                    replication_factor = topic.replication_factor,
+                    key = %topic.class.replication_key(),
+                    "PRODUCTION PROFILE: topic keeps fewer than {PRODUCTION_FACTOR} copies; \
+                     one lost broker or disk can lose its data. Run three or more brokers \
+                     (and raise the topic's replication), or set profile = \"development\"."
+                );
+            }
+        }
+        Ok(ensured)
     }
 
     /// Where `/metrics` is served (useful when asked for port 0).

@@ -296,7 +296,7 @@ mod config {
     use std::path::Path;
     use std::time::Duration;
 
-    use oda_cdc_core::config::{ConfigError, KEYS, Layers, Origin, Settings};
+    use oda_cdc_core::config::{ConfigError, KEYS, Layers, Origin, Settings, TopicClass};
     use oda_model::entity::{entity_set_ci, entity_sets};
     use proptest::prelude::*;
     use proptest::strategy::{BoxedStrategy, Union};
@@ -335,6 +335,15 @@ mod config {
                 _ => None,
             };
         }
+        if let ["topics", class, field] = parts[..] {
+            let class = TopicClass::ALL.into_iter().find(|c| c.name() == class)?;
+            let durability = s.topics.class(class);
+            return match field {
+                "replication_factor" => Some(opt(durability.replication_factor)),
+                "min_insync_replicas" => Some(opt(durability.min_insync_replicas)),
+                _ => None,
+            };
+        }
         Some(match key {
             "kafka.brokers" => s.kafka.brokers.clone(),
             "kafka.topic_prefix" => s.kafka.topic_prefix.clone(),
@@ -369,6 +378,7 @@ mod config {
             "consumer.max_retries" => opt(s.consumer.max_retries),
             "metrics.addr" => opt(s.metrics.addr),
             "log.format" => format!("{:?}", s.log.format),
+            "profile" => format!("{:?}", s.profile),
             _ => return None,
         })
     }
@@ -492,6 +502,7 @@ mod config {
             }
             "format" => choice(&[("avro", "Avro"), ("json", "Json")]),
             "log.format" => choice(&[("text", "Text"), ("json", "Json")]),
+            "profile" => choice(&[("development", "Development"), ("production", "Production")]),
             "consumer.delivery" => choice(&[("exactly_once", "ExactlyOnce"), ("at_least_once", "AtLeastOnce")]),
             "entities" => list(),
             "metrics.addr" => (any::<IpAddr>(), any::<u16>())
@@ -504,6 +515,7 @@ mod config {
             "http.max_in_flight" | "http.attempts" => integer(1..=i64::from(u32::MAX)),
             "http.max_body_bytes" => integer(65_536..=i64::MAX),
             "consumer.max_retries" => integer(0..=i64::from(u32::MAX)),
+            _ if path.starts_with("topics.") => integer(1..=i64::from(u16::MAX)),
             "http.rate_limit" => (0.0..1e6f64, padding())
                 .prop_map(|(rate, pad)| (format!("{pad}{rate}{pad}"), toml::Value::Float(rate), format!("{rate:?}")))
                 .boxed(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::config::{Format, Settings};
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::refusal::MAX_REFUSALS;
@@ -89,12 +90,12 @@ pub(crate) fn entity_plans(
 pub(crate) fn topic_specs(topics: &Topics, plans: &[EntityPlan]) -> Vec<TopicSpec> {
     let mut specs: Vec<TopicSpec> = plans
         .iter()
-        .map(|p| TopicSpec::compacted(&p.topic))
+        .map(|p| TopicSpec::compacted(TopicClass::Entity, &p.topic))
         .collect();
-    specs.push(TopicSpec::compacted(topics.checkpoints()).with_partitions(1));
-    specs.push(TopicSpec::compacted(topics.state()));
-    specs.push(TopicSpec::retained(topics.dlq(), 14));
-    specs.push(TopicSpec::retained(topics.signals(), 7).with_partitions(1));
+    specs.push(TopicSpec::compacted(TopicClass::State, topics.checkpoints()).with_partitions(1));
+    specs.push(TopicSpec::compacted(TopicClass::State, topics.state()));
+    specs.push(TopicSpec::retained(TopicClass::Dlq, topics.dlq(), 14));
+    specs.push(TopicSpec::retained(TopicClass::Internal, topics.signals(), 7).with_partitions(1));
     specs
 }
 
@@ -288,6 +289,7 @@ pub(crate) async fn assemble(
         state_topics,
         checkpoints.clone(),
         metrics.clone(),
+        health.clone(),
     );
     let committer = tokio::spawn(committer.run(rx));
     let shared = Shared {

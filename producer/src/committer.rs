@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use oda_cdc_core::config::KafkaSettings;
+use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::refusal::{self, Refused};
-use oda_cdc_core::kafka::{LogContext, is_fenced};
+use oda_cdc_core::kafka::{LogContext, StallWatch, is_fenced};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -110,6 +111,7 @@ pub(crate) struct Committer {
     topics: StateTopics,
     checkpoints: HashMap<String, Checkpoint>,
     metrics: Metrics,
+    stall: StallWatch,
 }
 
 impl std::fmt::Debug for Committer {
@@ -127,8 +129,10 @@ impl Committer {
         topics: StateTopics,
         checkpoints: HashMap<String, Checkpoint>,
         metrics: Metrics,
+        health: Health,
     ) -> Self {
         Self {
+            stall: StallWatch::new(health, metrics.transaction_stalled.clone()),
             producer,
             transactional_id: transactional_id.to_owned(),
             topics,
@@ -154,7 +158,8 @@ impl Committer {
                     Ok(None) | Err(_) => break,
                 }
             }
-            match self.commit(&group).await {
+            let stall = self.stall.clone();
+            match stall.watch(self.commit(&group)).await {
                 Ok(()) => {
                     self.metrics
                         .transactions

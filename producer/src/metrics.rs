@@ -1,8 +1,10 @@
 //! The producer's metrics (names as contract.md#metrics fixes them), registered once into the
 //! registry the admin server exposes.
 
-use oda_cdc_core::metrics::{counter_vec, dead_letters, gauge_vec, histogram_vec, transactions};
-use prometheus::{GaugeVec, HistogramVec, IntCounterVec, Registry};
+use oda_cdc_core::metrics::{
+    counter_vec, dead_letters, gauge_vec, histogram_vec, transaction_stalled, transactions,
+};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, Registry};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
@@ -14,6 +16,7 @@ pub(crate) struct Metrics {
     pub(crate) last_success: GaugeVec,
     pub(crate) completeness: GaugeVec,
     pub(crate) transactions: IntCounterVec,
+    pub(crate) transaction_stalled: IntGauge,
     pub(crate) dlq: IntCounterVec,
     pub(crate) unknown_fields: IntCounterVec,
     /// When each entity's last reconcile completed, so an operator can
@@ -72,6 +75,7 @@ impl Metrics {
                 &["entity"],
             )?,
             transactions: transactions(registry)?,
+            transaction_stalled: transaction_stalled(registry)?,
             dlq: dead_letters(registry)?,
             unknown_fields: counter_vec(
                 registry,

@@ -5,6 +5,7 @@
 //! Every test works on its own random topics and groups, so tests can run
 //! in parallel against one shared broker.
 
+pub mod cluster;
 pub mod properties;
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use oda_cdc_core::config::{KafkaSettings, RegistrySettings};
+use oda_cdc_core::config::{TopicClass, TopicsSettings};
 use oda_cdc_core::kafka::{TopicSpec, ensure_topics};
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -56,7 +58,10 @@ pub fn admin() -> anyhow::Result<AdminClient<DefaultClientContext>> {
 /// Creates a fresh topic with `partitions` partitions and waits until its
 /// leaders are known.
 pub async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<()> {
-    create_topic_with(TopicSpec::retained(name, 1).with_partitions(partitions)).await
+    create_topic_with(
+        TopicSpec::retained(TopicClass::Internal, name, 1).with_partitions(partitions),
+    )
+    .await
 }
 
 /// Creates a topic as `spec` says (a test that needs its own
@@ -65,7 +70,7 @@ pub async fn create_topic_with(spec: TopicSpec) -> anyhow::Result<()> {
     let (name, partitions) = (spec.name.clone(), spec.partitions);
     let name = name.as_str();
     let admin = admin()?;
-    ensure_topics(&admin, &[spec]).await?;
+    ensure_topics(&admin, &[spec], &TopicsSettings::default()).await?;
     for _ in 0..50 {
         let metadata = admin
             .inner()
@@ -214,4 +219,31 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A child process that is killed when the test lets go of it, so a test
+/// that fails halfway leaves no service running into the next one.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

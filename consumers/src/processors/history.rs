@@ -22,6 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use oda_cdc_core::config::Settings;
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::kafka::TopicSpec;
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_model::entity::{entity_set, entity_sets};
@@ -222,8 +223,8 @@ impl Processor for History {
 
     fn output_topics(_settings: &Settings, topics: &Topics) -> Vec<TopicSpec> {
         vec![
-            TopicSpec::kept(topics.processor_output(TOPIC_NAME)),
-            TopicSpec::compacted(changelog_topic(topics)),
+            TopicSpec::kept(TopicClass::Processed, topics.processor_output(TOPIC_NAME)),
+            TopicSpec::compacted(TopicClass::State, changelog_topic(topics)),
         ]
     }
 

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use oda_cdc_core::cli::{ConfigArgs, Failure, run_to_exit};
 use oda_cdc_core::config::Settings;
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::kafka::{TopicSpec, partitions};
 use oda_cdc_core::service::Service;
 
@@ -149,5 +150,5 @@ fn copy_target(settings: &Settings, from: &str, to: &str) -> Result<TopicSpec, F
         )));
     }
     let partitions = i32::try_from(count).context("partition count")?;
-    Ok(TopicSpec::retained(to, 7).with_partitions(partitions))
+    Ok(TopicSpec::retained(TopicClass::Entity, to, 7).with_partitions(partitions))
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::kafka::{LogContext, TopicSpec};
 use oda_model::topics::Topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -50,7 +51,8 @@ impl Entry {
 
 /// The topic and its spec.
 pub fn spec(topics: &Topics) -> TopicSpec {
-    TopicSpec::retained(topics.replay_log(), RETENTION_DAYS).with_partitions(1)
+    TopicSpec::retained(TopicClass::Internal, topics.replay_log(), RETENTION_DAYS)
+        .with_partitions(1)
 }
 
 /// Every entry so far, oldest first (the log is small: one record per

@@ -33,6 +33,7 @@ pub mod processor;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::config::{Delivery, Settings};
 use oda_cdc_core::kafka::refusal::MAX_REFUSALS;
 use oda_cdc_core::kafka::{Refusals, Refused, TopicSpec};
@@ -118,7 +119,7 @@ pub async fn run<P: Processor>(
     metrics.prime(P::NAME);
     let topics = service.topics.clone();
     let mut specs = P::output_topics(&settings, &topics);
-    specs.push(TopicSpec::retained(topics.dlq(), 14));
+    specs.push(TopicSpec::retained(TopicClass::Dlq, topics.dlq(), 14));
     service.ensure_topics(&specs).await?;
 
     let decoder = Decoder::new(&settings.schema_registry).context("schema_registry")?;

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use oda_cdc_core::config::Settings;
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::TopicSpec;
 use oda_cdc_core::shutdown::CancellationToken;
@@ -159,7 +160,12 @@ pub trait Processor: Send + Sized + 'static {
     fn output_topics(settings: &Settings, topics: &Topics) -> Vec<TopicSpec> {
         Self::inputs(settings, topics)
             .iter()
-            .map(|input| TopicSpec::compacted(Self::output_topic(settings, topics, input)))
+            .map(|input| {
+                TopicSpec::compacted(
+                    TopicClass::Processed,
+                    Self::output_topic(settings, topics, input),
+                )
+            })
             .collect()
     }
 

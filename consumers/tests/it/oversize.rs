@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use oda_cdc_core::config::Delivery;
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::kafka::TopicSpec;
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_cdc_testkit::{create_topic_with, read_topic, unique};
@@ -19,7 +20,7 @@ use crate::harness::{Fixture, event, produce, read_at_least, sag, settings};
 
 /// A topic of one partition that takes records up to `max_bytes`.
 async fn topic(name: &str, max_bytes: usize) {
-    let mut spec = TopicSpec::retained(name, 1).with_partitions(1);
+    let mut spec = TopicSpec::retained(TopicClass::Internal, name, 1).with_partitions(1);
     spec.configs
         .insert("max.message.bytes".into(), max_bytes.to_string());
     create_topic_with(spec).await.expect("topic");

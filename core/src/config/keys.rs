@@ -64,6 +64,17 @@ pub const KEYS: &[Key] = &[
     key("consumer.max_retries", KeyKind::Integer),
     key("metrics.addr", KeyKind::Text),
     key("log.format", KeyKind::Text),
+    key("topics.entity.replication_factor", KeyKind::Integer),
+    key("topics.entity.min_insync_replicas", KeyKind::Integer),
+    key("topics.state.replication_factor", KeyKind::Integer),
+    key("topics.state.min_insync_replicas", KeyKind::Integer),
+    key("topics.processed.replication_factor", KeyKind::Integer),
+    key("topics.processed.min_insync_replicas", KeyKind::Integer),
+    key("topics.dlq.replication_factor", KeyKind::Integer),
+    key("topics.dlq.min_insync_replicas", KeyKind::Integer),
+    key("topics.internal.replication_factor", KeyKind::Integer),
+    key("topics.internal.min_insync_replicas", KeyKind::Integer),
+    key("profile", KeyKind::Text),
 ];
 
 /// The passthrough table whose sub-keys are librdkafka property names.

@@ -22,6 +22,8 @@ pub enum Origin {
     Flag(String),
     /// A check over the merged result.
     Merged,
+    /// A check of the merged result against the Kafka cluster at start.
+    Cluster,
 }
 
 impl fmt::Display for Origin {
@@ -31,6 +33,7 @@ impl fmt::Display for Origin {
             Origin::Env(var) => write!(f, "environment variable {var}"),
             Origin::Flag(flag) => write!(f, "flag {flag}"),
             Origin::Merged => f.write_str("the merged configuration"),
+            Origin::Cluster => f.write_str("the configuration, checked against the Kafka cluster"),
         }
     }
 }

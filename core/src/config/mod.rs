@@ -8,6 +8,7 @@
 //! default; every error names the key and where it came from, and the
 //! binaries exit with status 2 on it.
 
+mod durability;
 mod duration;
 mod kafka_properties;
 mod keys;
@@ -21,6 +22,10 @@ use std::time::Duration;
 use oda_model::topics::Topics;
 use serde::Deserialize;
 
+pub use self::durability::{
+    ClassDurability, PRODUCTION_FACTOR, Profile, Replication, TopicClass, TopicsSettings,
+    Unsatisfiable,
+};
 pub use self::duration::HumanDuration;
 pub use self::keys::{KEYS, Key, KeyKind};
 pub use self::layers::{ENV_PREFIX, Layers, Origin};
@@ -122,6 +127,12 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     #[serde(default)]
     pub log: LogSettings,
+    /// Replication of the topics the services create, per class.
+    #[serde(default)]
+    pub topics: TopicsSettings,
+    /// `development` or `production`: how loudly too few copies are reported.
+    #[serde(default)]
+    pub profile: Profile,
 }
 
 /// Kafka connection and topic naming.
@@ -517,6 +528,9 @@ impl Settings {
         if self.producer.transactional_id.trim().is_empty() {
             return Err(invalid("producer.transactional_id", "must not be empty"));
         }
+        self.topics
+            .validate()
+            .map_err(|refused| invalid(&refused.key, &refused.message))?;
         Ok(())
     }
 }

@@ -338,3 +338,45 @@ fn kafka_properties_are_checked_before_any_connection() {
         "{err}"
     );
 }
+
+#[test]
+fn durability_per_topic_class_from_every_layer() {
+    let file = "profile = \"production\"\n[topics.entity]\nreplication_factor = 3\n";
+    let s = load(
+        file,
+        &[("ODA_CDC_TOPICS__DLQ__MIN_INSYNC_REPLICAS", "1")],
+        &[("topics.state.replication_factor", "2")],
+    )
+    .expect("valid");
+    assert_eq!(s.profile, Profile::Production);
+    assert_eq!(s.topics.entity.replication_factor, Some(3));
+    assert_eq!(s.topics.dlq.min_insync_replicas, Some(1));
+    assert_eq!(s.topics.state.replication_factor, Some(2));
+    assert_eq!(s.topics.processed, ClassDurability::default());
+    assert_eq!(
+        load("", &[], &[]).expect("valid").profile,
+        Profile::Development
+    );
+}
+
+#[test]
+fn impossible_durability_is_refused_naming_the_key() {
+    for (sets, key) in [
+        (
+            vec![("topics.internal.replication_factor", "0")],
+            "topics.internal.replication_factor",
+        ),
+        (
+            vec![
+                ("topics.processed.replication_factor", "2"),
+                ("topics.processed.min_insync_replicas", "3"),
+            ],
+            "topics.processed.min_insync_replicas",
+        ),
+        (vec![("topics.dlq.copies", "3")], "topics.dlq.copies"),
+        (vec![("profile", "staging")], "profile"),
+    ] {
+        let error = load("", &[], &sets).expect_err("refused");
+        assert!(error.to_string().contains(key), "{key}: {error}");
+    }
+}

@@ -17,5 +17,5 @@ pub use self::context::LogContext;
 pub use self::reader::{ReadError, TopicReader};
 pub use self::record_size::{RecordLimits, TooLarge, record_size};
 pub use self::refusal::{Refusals, Refused};
-pub use self::topics::{TopicError, TopicSpec, ensure_topics, partitions};
-pub use self::transactions::{is_fenced, transactional_producer};
+pub use self::topics::{EnsuredTopic, TopicError, TopicSpec, ensure_topics, partitions};
+pub use self::transactions::{StallWatch, is_fenced, transactional_producer};

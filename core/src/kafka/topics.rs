@@ -9,6 +9,8 @@ use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::config::{TopicClass, TopicsSettings, Unsatisfiable};
+
 /// The partition ids of `topic`, in order; empty when it does not exist
 /// (or the broker reports an error for it).
 pub fn partitions<C: ConsumerContext>(
@@ -31,22 +33,22 @@ pub fn partitions<C: ConsumerContext>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
     pub name: String,
+    /// Says which `topics.<class>` settings give its replication.
+    pub class: TopicClass,
     pub partitions: i32,
-    /// `None`: min(3, brokers), as contract.md#durability asks.
-    pub replication: Option<i32>,
-    /// Topic configs such as `cleanup.policy`; `min.insync.replicas` is
-    /// filled in from the broker count unless set here.
+    /// Topic configs such as `cleanup.policy`; `min.insync.replicas` comes
+    /// from the class's settings unless set here.
     pub configs: BTreeMap<String, String>,
 }
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
 impl TopicSpec {
-    fn new(name: impl Into<String>, configs: &[(&str, String)]) -> Self {
+    fn new(class: TopicClass, name: impl Into<String>, configs: &[(&str, String)]) -> Self {
         Self {
             name: name.into(),
+            class,
             partitions: 6,
-            replication: None,
             configs: configs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -54,9 +56,11 @@ impl TopicSpec {
         }
     }
 
-    /// An entity topic: compacted, tombstones kept 7 days for late readers.
-    pub fn compacted(name: impl Into<String>) -> Self {
+    /// A compacted topic (entities, state, changelogs): tombstones kept 7
+    /// days for late readers.
+    pub fn compacted(class: TopicClass, name: impl Into<String>) -> Self {
         Self::new(
+            class,
             name,
             &[
                 ("cleanup.policy", "compact".to_owned()),
@@ -66,8 +70,9 @@ impl TopicSpec {
     }
 
     /// A log of events kept for `retention_days` (dead letters, replay log).
-    pub fn retained(name: impl Into<String>, retention_days: u64) -> Self {
+    pub fn retained(class: TopicClass, name: impl Into<String>, retention_days: u64) -> Self {
         Self::new(
+            class,
             name,
             &[
                 ("cleanup.policy", "delete".to_owned()),
@@ -77,8 +82,9 @@ impl TopicSpec {
     }
 
     /// A log kept for good (a history): deleted by nobody, compacted never.
-    pub fn kept(name: impl Into<String>) -> Self {
+    pub fn kept(class: TopicClass, name: impl Into<String>) -> Self {
         Self::new(
+            class,
             name,
             &[
                 ("cleanup.policy", "delete".to_owned()),
@@ -105,37 +111,78 @@ pub enum TopicError {
     },
     #[error("topic creation failed: {0}")]
     Admin(#[source] KafkaError),
+    /// A configured replication the cluster cannot give; names the key.
+    #[error(transparent)]
+    Durability(#[from] Unsatisfiable),
 }
 
-/// Creates the topics that do not exist yet; existing ones are left as
-/// they are (an operator may have tuned them). Returns the names created.
+/// A topic the service uses and the copies it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsuredTopic {
+    pub name: String,
+    pub class: TopicClass,
+    /// Replicas of its first partition, as the cluster reports them.
+    pub replication_factor: i32,
+    /// Whether this call created it.
+    pub created: bool,
+}
+
+/// Creates the topics that do not exist yet, with the replication that
+/// `durability` gives their class on this cluster; existing ones are left
+/// as they are (an operator may have tuned them). A configured replication
+/// the cluster cannot give is refused even when every topic exists, so a
+/// misconfiguration shows on the first start, not on the first new topic.
 pub async fn ensure_topics(
     admin: &AdminClient<DefaultClientContext>,
     specs: &[TopicSpec],
-) -> Result<Vec<String>, TopicError> {
+    durability: &TopicsSettings,
+) -> Result<Vec<EnsuredTopic>, TopicError> {
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))
         .map_err(TopicError::Metadata)?;
-    let brokers = i32::try_from(metadata.brokers().len())
-        .unwrap_or(i32::MAX)
-        .max(1);
-    let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    let brokers = i32::try_from(metadata.brokers().len()).unwrap_or(i32::MAX);
+    let mut replication = BTreeMap::new();
+    for spec in specs {
+        if let std::collections::btree_map::Entry::Vacant(entry) = replication.entry(spec.class) {
+            entry.insert(durability.resolve(spec.class, brokers)?);
+        }
+    }
+    let existing: BTreeMap<&str, i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| {
+            let copies = t.partitions().first().map_or(0, |p| p.replicas().len());
+            (t.name(), i32::try_from(copies).unwrap_or(i32::MAX))
+        })
+        .collect();
+    let mut ensured: Vec<EnsuredTopic> = specs
+        .iter()
+        .map(|spec| EnsuredTopic {
+            name: spec.name.clone(),
+            class: spec.class,
+            replication_factor: existing
+                .get(spec.name.as_str())
+                .copied()
+                .unwrap_or_else(|| replication[&spec.class].factor),
+            created: false,
+        })
+        .collect();
     let missing: Vec<&TopicSpec> = specs
         .iter()
-        .filter(|s| !existing.contains(&s.name.as_str()))
+        .filter(|s| !existing.contains_key(s.name.as_str()))
         .collect();
     if missing.is_empty() {
-        return Ok(Vec::new());
+        return Ok(ensured);
     }
-    let min_isr = brokers.min(2).to_string();
     let owned_configs: Vec<BTreeMap<String, String>> = missing
         .iter()
         .map(|spec| {
             let mut configs = spec.configs.clone();
             configs
                 .entry("min.insync.replicas".to_owned())
-                .or_insert_with(|| min_isr.clone());
+                .or_insert_with(|| replication[&spec.class].min_insync.to_string());
             configs
                 .entry("unclean.leader.election.enable".to_owned())
                 .or_insert_with(|| "false".to_owned());
@@ -146,11 +193,10 @@ pub async fn ensure_topics(
         .iter()
         .zip(&owned_configs)
         .map(|(spec, configs)| {
-            let replication = spec.replication.unwrap_or_else(|| brokers.min(3));
             let mut topic = NewTopic::new(
                 &spec.name,
                 spec.partitions,
-                TopicReplication::Fixed(replication),
+                TopicReplication::Fixed(replication[&spec.class].factor),
             );
             for (k, v) in configs {
                 topic = topic.set(k, v);
@@ -176,7 +222,10 @@ pub async fn ensure_topics(
         tracing::info!(topics = ?created, "Created topics.");
         wait_for_leaders(admin, &created).await?;
     }
-    Ok(created)
+    for topic in &mut ensured {
+        topic.created = created.contains(&topic.name);
+    }
+    Ok(ensured)
 }
 
 /// New topics answer requests only once every partition has a leader;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use oda_cdc_testkit::unique;
 use serde_json::json;
 
-use crate::harness::{Sim, assert_no_problems, converge, free_port, wait_streaming};
+use crate::harness::{Sim, assert_no_problems, converge, free_port, keep_mutating, wait_streaming};
 
 const ENTITIES: &[&str] = &["Sag", "Stemme"];
 
@@ -49,25 +49,14 @@ async fn a_broker_restart_while_streaming_loses_and_duplicates_nothing() {
 
     // Changes keep coming before, during and after the outage.
     let changing = oda_cdc_core::shutdown::CancellationToken::new();
-    let mutator = {
-        let changing = changing.clone();
-        let http = sim.http.clone();
-        let url = format!("http://{}/_sim/mutate", sim.sim.addr);
-        tokio::spawn(async move {
-            let mut rounds = 0u32;
-            while !changing.is_cancelled() {
-                for body in [
-                    json!({"entity": "Sag", "inserts": 1, "updates": 3, "restamps": 2}),
-                    json!({"entity": "Stemme", "updates": 40, "same_timestamp": true}),
-                ] {
-                    let _ = http.post(&url).json(&body).send().await;
-                }
-                rounds += 1;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            rounds
-        })
-    };
+    let mutator = keep_mutating(
+        &sim,
+        &changing,
+        vec![
+            json!({"entity": "Sag", "inserts": 1, "updates": 3, "restamps": 2}),
+            json!({"entity": "Stemme", "updates": 40, "same_timestamp": true}),
+        ],
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!("broker_restart: stopping the stack");
     stack("down");

@@ -220,3 +220,46 @@ async fn a_set_that_answers_404_beside_others_is_marked_failed_and_they_go_on() 
         0.0
     );
 }
+
+/// A replication the cluster cannot give is found at start, before any
+/// topic is made, and named like any other bad configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_factor_the_cluster_cannot_give_exits_2_naming_the_key() {
+    let sim = Sim::start(|c| c.scale = 1_000).await;
+    let base = sim.sim.base_url();
+    let prefix = unique("it-cli-rf");
+    let brokers = kafka().brokers;
+    let env = [
+        ("KAFKA_BROKERS", brokers),
+        ("ODA_BASE_URL", base),
+        ("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix.clone()),
+        ("ODA_CDC_ENTITIES", "Sag".to_owned()),
+        ("ODA_CDC_PRODUCER__TRANSACTIONAL_ID", unique("it-cli-rf")),
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+        // The test stack has one broker.
+        ("ODA_CDC_TOPICS__ENTITY__REPLICATION_FACTOR", "3".to_owned()),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        producer(&["run"], &env)
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("topics.entity.replication_factor") && last.contains("1 broker"),
+        "{stderr}"
+    );
+    let topics = oda_cdc_testkit::admin()
+        .expect("admin")
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata")
+        .topics()
+        .iter()
+        .filter(|t| t.name().starts_with(&prefix))
+        .count();
+    assert_eq!(topics, 0, "nothing was created before the check");
+}

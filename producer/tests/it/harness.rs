@@ -411,3 +411,27 @@ pub(crate) fn producer_command(
         .stderr(std::process::Stdio::inherit());
     command
 }
+
+/// Posts each of `batches` to `/_sim/mutate` every 300 ms until `changing`
+/// is cancelled, so changes keep coming through whatever a test breaks;
+/// returns the rounds done.
+pub(crate) fn keep_mutating(
+    sim: &Sim,
+    changing: &oda_cdc_core::shutdown::CancellationToken,
+    batches: Vec<serde_json::Value>,
+) -> tokio::task::JoinHandle<u32> {
+    let changing = changing.clone();
+    let http = sim.http.clone();
+    let url = format!("http://{}/_sim/mutate", sim.sim.addr);
+    tokio::spawn(async move {
+        let mut rounds = 0u32;
+        while !changing.is_cancelled() {
+            for body in &batches {
+                let _ = http.post(&url).json(body).send().await;
+            }
+            rounds += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        rounds
+    })
+}

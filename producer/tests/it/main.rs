@@ -4,6 +4,7 @@ mod avro;
 mod backfill;
 mod broker_restart;
 mod cli;
+mod cluster;
 mod crash;
 mod deletes;
 mod faults;

@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::time::Duration;
 
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::kafka::TopicSpec;
 use oda_cdc_testkit::{admin, create_topic_with, read_topic};
 use oda_model::topics::Topics;
@@ -37,7 +38,7 @@ async fn a_record_larger_than_its_topic_takes_is_dead_lettered_and_the_entity_go
         .insert("message.max.bytes".into(), "8000000".into());
     let topics = settings.topics();
     let entity_topic = topics.entity("Sag");
-    let mut spec = TopicSpec::compacted(topics.entity("Sag"));
+    let mut spec = TopicSpec::compacted(TopicClass::Entity, topics.entity("Sag"));
     spec.configs
         .insert("max.message.bytes".into(), (1 << 20).to_string());
     create_topic_with(spec).await.expect("entity topic");
@@ -99,7 +100,7 @@ async fn a_dead_letter_topic_that_refuses_every_letter_stops_the_producer_and_no
     let prefix = oda_cdc_testkit::unique("it-refused");
     let topics = Topics::new(&prefix, None);
     // No letter fits 300 bytes, not even without its value.
-    let mut spec = TopicSpec::retained(topics.dlq(), 1);
+    let mut spec = TopicSpec::retained(TopicClass::Dlq, topics.dlq(), 1);
     spec.configs
         .insert("max.message.bytes".into(), "300".into());
     create_topic_with(spec).await.expect("dead-letter topic");

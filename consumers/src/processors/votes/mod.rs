@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oda_cdc_core::config::Settings;
+use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::kafka::TopicSpec;
 use oda_model::event::{Op, headers};
 use oda_model::topics::Topics;
@@ -353,10 +354,10 @@ impl Processor for Votes {
     fn output_topics(_settings: &Settings, topics: &Topics) -> Vec<TopicSpec> {
         let t = VoteTopics::new(topics);
         vec![
-            TopicSpec::compacted(t.processed),
+            TopicSpec::compacted(TopicClass::Processed, t.processed),
             // Never compacted: one key (an Afstemning) carries many votes.
-            TopicSpec::retained(t.repartition, 7),
-            TopicSpec::compacted(t.changelog),
+            TopicSpec::retained(TopicClass::Internal, t.repartition, 7),
+            TopicSpec::compacted(TopicClass::State, t.changelog),
         ]
     }
 
