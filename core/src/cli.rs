@@ -68,8 +68,13 @@ impl From<crate::service::StartError> for Failure {
 }
 
 impl From<anyhow::Error> for Failure {
+    /// A start-up failure keeps its exit status through `anyhow`: a
+    /// replication the cluster cannot give is still bad configuration.
     fn from(error: anyhow::Error) -> Self {
-        Failure::Runtime(error)
+        match error.downcast::<crate::service::StartError>() {
+            Ok(start) => Failure::from(start),
+            Err(error) => Failure::Runtime(error),
+        }
     }
 }
 

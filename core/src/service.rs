@@ -15,14 +15,13 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use oda_model::topics::Topics;
 use prometheus::{IntGaugeVec, Registry};
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminError, AdminServer};
-use crate::config::{PRODUCTION_FACTOR, Profile, Settings, TopicsSettings};
+use crate::config::{KafkaSettings, PRODUCTION_FACTOR, Profile, Settings, TopicsSettings};
 use crate::health::Health;
-use crate::kafka::{EnsuredTopic, TopicError, TopicSpec, ensure_topics};
+use crate::kafka::{EnsuredTopic, LogContext, TopicError, TopicSpec, diagnosis, ensure_topics};
 use crate::metrics;
 
 /// Why a service could not start.
@@ -32,7 +31,7 @@ pub enum StartError {
     Admin(#[from] AdminError),
     #[error("creating the Kafka admin client (kafka.brokers, kafka.properties): {0}")]
     AdminClient(#[source] KafkaError),
-    #[error("creating topics: {0}")]
+    #[error(transparent)]
     Topics(#[from] TopicError),
     #[error("registering metrics: {0}")]
     Metrics(#[source] prometheus::Error),
@@ -44,10 +43,12 @@ pub struct Service {
     pub topics: Topics,
     pub registry: Registry,
     pub health: Health,
-    pub kafka_admin: AdminClient<DefaultClientContext>,
+    pub kafka_admin: AdminClient<LogContext>,
     admin_server: Option<AdminServer>,
     durability: TopicsSettings,
     profile: Profile,
+    /// For [`diagnose`].
+    kafka: KafkaSettings,
     /// `oda_cdc_topic_replication_factor{topic}` of the topics ensured.
     replication: IntGaugeVec,
 }
@@ -94,7 +95,7 @@ impl Service {
         let kafka_admin = settings
             .kafka
             .client_config()
-            .create()
+            .create_with_context(LogContext)
             .map_err(StartError::AdminClient)?;
         let registry = Registry::new();
         let replication = metrics::int_gauge_vec(
@@ -111,6 +112,7 @@ impl Service {
             kafka_admin,
             admin_server: None,
             durability: settings.topics.clone(),
+            kafka: settings.kafka.clone(),
             profile: settings.profile,
             replication,
         })
@@ -126,7 +128,21 @@ impl Service {
         &self,
         specs: &[TopicSpec],
     ) -> Result<Vec<EnsuredTopic>, StartError> {
-        let ensured = ensure_topics(&self.kafka_admin, specs, &self.durability).await?;
+        let ensured = match ensure_topics(&self.kafka_admin, specs, &self.durability).await {
+            Err(TopicError::Metadata(error)) => {
+                let kafka = self.kafka.clone();
+                let why = tokio::task::spawn_blocking(move || diagnose(&kafka))
+                    .await
+                    .ok()
+                    .flatten();
+                return Err(TopicError::Metadata(match why {
+                    Some(why) => format!("{error} ({why})"),
+                    None => error,
+                })
+                .into());
+            }
+            other => other?,
+        };
         for topic in &ensured {
             self.replication
                 .with_label_values(&[topic.name.as_str()])
@@ -149,6 +165,24 @@ impl Service {
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_server.as_ref().map(|s| s.addr)
     }
+}
+
+/// Why Kafka cannot be reached, when librdkafka said so in a log line: the
+/// admin client never serves its log queue, so a plain consumer connects
+/// once more and its queue is read for the reason (a refused password, an
+/// untrusted certificate).
+fn diagnose(kafka: &KafkaSettings) -> Option<&'static str> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    if let Some(why) = diagnosis::explain() {
+        return Some(why);
+    }
+    let consumer: BaseConsumer<LogContext> =
+        kafka.client_config().create_with_context(LogContext).ok()?;
+    let _ = consumer.fetch_metadata(None, Duration::from_secs(3));
+    for _ in 0..10 {
+        let _ = consumer.poll(Duration::from_millis(50));
+    }
+    diagnosis::explain()
 }
 
 impl Drop for Service {

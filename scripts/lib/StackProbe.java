@@ -13,12 +13,19 @@
 //   describe-topic <bootstrap> <name>           Print partitions=N and the topic's own
 //                                               (non-default) configs as key=value lines.
 //   delete-topic <bootstrap> <name>             Delete a topic; a missing one is not an error.
+//   scram-user <bootstrap> <user> <password-file>
+//       Create or update a SCRAM-SHA-512 user (`up --secure`).
+//   grant <bootstrap> producer|processor|replay <user> <topic-prefix> <name>
+//       Allow <user> exactly what that kind of service needs on topics starting with
+//       <topic-prefix>; <name> is the producer's transactional id, or the processor's or
+//       oda-replay's consumer group (their transactional ids start with it).
 //
 // Any other failure exits 1 with a message on stderr (usage errors exit 2).
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.Properties;
@@ -30,6 +37,16 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.TopicExistsException;
@@ -97,9 +114,86 @@ public class StackProbe {
                 }
                 break;
             }
+            case "scram-user": {
+                if (args.length < 4) usage();
+                String password = Files.readString(Path.of(args[3])).strip();
+                try (Admin admin = admin(bootstrap, 15_000)) {
+                    var upsert = new UserScramCredentialUpsertion(args[2],
+                            new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password);
+                    admin.alterUserScramCredentials(List.of(upsert)).all().get(20, TimeUnit.SECONDS);
+                    System.out.println("scram user " + args[2]);
+                }
+                break;
+            }
+            case "grant": {
+                if (args.length < 6) usage();
+                List<AclBinding> acls = grants(args[2], "User:" + args[3], args[4], args[5]);
+                try (Admin admin = admin(bootstrap, 15_000)) {
+                    admin.createAcls(acls).all().get(20, TimeUnit.SECONDS);
+                    System.out.println("granted " + args[2] + " to User:" + args[3] + " (" + acls.size() + " ACLs)");
+                }
+                break;
+            }
             default:
                 usage();
         }
+    }
+
+    /** What each kind of service needs, and nothing else. */
+    private static List<AclBinding> grants(String role, String principal, String topicPrefix, String name) {
+        List<AclBinding> acls = new ArrayList<>();
+        ResourcePattern topics = new ResourcePattern(ResourceType.TOPIC, topicPrefix, PatternType.PREFIXED);
+        // Every kind reads and writes its own topics, creates the missing ones and reads
+        // their configs (max.message.bytes) at start.
+        for (AclOperation op : List.of(AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE,
+                AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS)) {
+            acls.add(allow(topics, principal, op));
+        }
+        switch (role) {
+            case "producer": {
+                // Its transactional id, and the group that shows a running service to
+                // `oda-producer snapshot`.
+                var txn = new ResourcePattern(ResourceType.TRANSACTIONAL_ID, name, PatternType.LITERAL);
+                acls.add(allow(txn, principal, AclOperation.WRITE));
+                acls.add(allow(txn, principal, AclOperation.DESCRIBE));
+                // The restore reader's group id is fixed; it commits nothing.
+                for (String group : List.of(name + "-signals", "oda-producer-restore")) {
+                    var pattern = new ResourcePattern(ResourceType.GROUP, group, PatternType.LITERAL);
+                    acls.add(allow(pattern, principal, AclOperation.READ));
+                    acls.add(allow(pattern, principal, AclOperation.DESCRIBE));
+                }
+                break;
+            }
+            case "processor":
+            case "replay": {
+                var group = new ResourcePattern(ResourceType.GROUP, name, PatternType.LITERAL);
+                acls.add(allow(group, principal, AclOperation.READ));
+                acls.add(allow(group, principal, AclOperation.DESCRIBE));
+                // The readers of lookup tables and changelogs use fixed group ids
+                // starting with "oda-" and commit nothing.
+                var readers = new ResourcePattern(ResourceType.GROUP, "oda-", PatternType.PREFIXED);
+                acls.add(allow(readers, principal, AclOperation.READ));
+                acls.add(allow(readers, principal, AclOperation.DESCRIBE));
+                if (role.equals("replay")) {
+                    // `reset` moves the group's offsets.
+                    acls.add(allow(group, principal, AclOperation.DELETE));
+                }
+                // A processor's transactional ids start with its group; oda-replay's
+                // (copy, redrive) with "oda-replay".
+                String txnPrefix = role.equals("replay") ? "oda-replay" : name;
+                var txn = new ResourcePattern(ResourceType.TRANSACTIONAL_ID, txnPrefix, PatternType.PREFIXED);
+                acls.add(allow(txn, principal, AclOperation.WRITE));
+                acls.add(allow(txn, principal, AclOperation.DESCRIBE));
+                break;
+            }
+            default:
+                usage();
+        }
+        return acls;
+    }
+
+    private static AclBinding allow(ResourcePattern pattern, String principal, AclOperation op) {
+        return new AclBinding(pattern, new AccessControlEntry(principal, "*", op, AclPermissionType.ALLOW));
     }
 
     private static Admin admin(String bootstrap, int timeoutMs) {
@@ -167,6 +261,8 @@ public class StackProbe {
         System.err.println("       StackProbe create-topic <bootstrap> <name> [partitions] [replication]");
         System.err.println("       StackProbe describe-topic <bootstrap> <name>");
         System.err.println("       StackProbe delete-topic <bootstrap> <name>");
+        System.err.println("       StackProbe scram-user <bootstrap> <user> <password-file>");
+        System.err.println("       StackProbe grant <bootstrap> producer|processor|replay <user> <topic-prefix> <name>");
         System.exit(2);
     }
 }

@@ -191,3 +191,55 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// The secured listeners of the cluster (`up --brokers 3 --secure`) and
+/// what a client needs to use them.
+#[derive(Debug, Clone)]
+pub struct Secure {
+    /// SASL_SSL (SCRAM-SHA-512) bootstrap list.
+    pub sasl: String,
+    /// Mutual-TLS bootstrap list.
+    pub mtls: String,
+    /// The stack's CA, client certificates and keys.
+    pub tls: PathBuf,
+    /// One password file per user.
+    pub secrets: PathBuf,
+    /// The registry's Confluent-compatible API over HTTPS.
+    pub registry_url: String,
+}
+
+/// The secured side of the cluster; fails the test when the cluster phase
+/// did not make it secure.
+pub fn secure() -> Secure {
+    require();
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let dir = PathBuf::from(var("ODA_CLUSTER_STACK_DIR"));
+    let port: i32 = var("ODA_CLUSTER_KAFKA_PORT").parse().expect("a port");
+    let list = |offset: i32| {
+        (0..BROKERS)
+            .map(|n| format!("127.0.0.1:{}", port + 10 * n + offset))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let secure = Secure {
+        sasl: list(2),
+        mtls: list(3),
+        tls: dir.join("tls"),
+        secrets: dir.join("secrets"),
+        registry_url: format!(
+            "https://127.0.0.1:{}/apis/ccompat/v7",
+            var("ODA_CLUSTER_REGISTRY_PORT")
+        ),
+    };
+    assert!(
+        secure.tls.join("ca.crt").exists(),
+        "the cluster is not secure: scripts/test starts it with `up --brokers 3 --secure`"
+    );
+    secure
+}
+
+/// `scripts/stack grant`: allows `user` what a `role` needs on topics
+/// starting with `prefix` (`name`: transactional id or group).
+pub fn grant(role: &str, user: &str, prefix: &str, name: &str) {
+    stack(&["grant", role, user, prefix, name]);
+}

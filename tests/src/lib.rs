@@ -18,7 +18,6 @@ use oda_cdc_core::kafka::{TopicSpec, ensure_topics};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 
 /// Kafka settings pointing at the test broker.
 pub fn kafka() -> KafkaSettings {
@@ -48,10 +47,10 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// An admin client for the test broker.
-pub fn admin() -> anyhow::Result<AdminClient<DefaultClientContext>> {
+pub fn admin() -> anyhow::Result<AdminClient<oda_cdc_core::kafka::LogContext>> {
     kafka()
         .client_config()
-        .create()
+        .create_with_context(oda_cdc_core::kafka::LogContext)
         .context("creating the Kafka admin client")
 }
 

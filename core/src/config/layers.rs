@@ -125,6 +125,26 @@ impl Layers {
             }
             let origin = Origin::Env(name.clone());
             let key = env_key(rest);
+            if let Some(target) = secret_file_target(rest, &key) {
+                if let Some(direct) = vars
+                    .keys()
+                    .find(|n| n.strip_prefix(ENV_PREFIX) == Some(target))
+                {
+                    return Err(ConfigError::InvalidValue {
+                        key: env_key(target),
+                        origin,
+                        message: format!("set either {direct} or {name}, not both"),
+                    });
+                }
+                let contents =
+                    read_secret_file(value).map_err(|message| ConfigError::InvalidValue {
+                        key: env_key(target),
+                        origin: origin.clone(),
+                        message,
+                    })?;
+                self.set(&env_key(target), &contents, origin)?;
+                continue;
+            }
             self.set(&key, value, origin)?;
         }
         Ok(())
@@ -225,6 +245,26 @@ impl Layers {
 /// `KAFKA__TOPIC_PREFIX` → `kafka.topic_prefix`; inside the passthrough
 /// table underscores become dots (`KAFKA__PROPERTIES__LINGER_MS` →
 /// `kafka.properties.linger.ms`), as librdkafka names use dots only.
+/// `X_FILE` names a file holding the value of `X` (Docker and Kubernetes
+/// mount secrets as files), unless `X_FILE` is itself a key
+/// (`schema_registry.ca_file`). Returns the rest of `X`'s name.
+fn secret_file_target<'a>(rest: &'a str, key: &str) -> Option<&'a str> {
+    let target = rest.strip_suffix("_FILE")?;
+    let is_property = |k: &str| k.starts_with(&format!("{KAFKA_PROPERTIES}."));
+    // librdkafka has no property ending in `.file`.
+    let own_key = is_property(key) && !key.ends_with(".file") || keys::lookup(key).is_some();
+    let target_key = env_key(target);
+    let known_target = is_property(&target_key) || keys::lookup(&target_key).is_some();
+    (!own_key && known_target).then_some(target)
+}
+
+/// A secret file's contents without the line end editors and `echo` add.
+fn read_secret_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read the file {path}: {error}"))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 fn env_key(rest: &str) -> String {
     let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
     if parts.len() >= 3 && parts[0] == "kafka" && parts[1] == "properties" {

@@ -380,3 +380,73 @@ fn impossible_durability_is_refused_naming_the_key() {
         assert!(error.to_string().contains(key), "{key}: {error}");
     }
 }
+
+#[test]
+fn secrets_come_from_files_named_by_file_variables() {
+    let dir = std::env::temp_dir().join(oda_cdc_testkit_free_name("secret"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let password = dir.join("password");
+    std::fs::write(&password, "s3cr3t\n").expect("write");
+    let path = password.display().to_string();
+    let s = load(
+        "",
+        &[
+            (
+                "ODA_CDC_KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+                path.as_str(),
+            ),
+            ("ODA_CDC_SCHEMA_REGISTRY__PASSWORD_FILE", path.as_str()),
+            // A key of its own, not a file holding `schema_registry.ca`.
+            ("ODA_CDC_SCHEMA_REGISTRY__CA_FILE", path.as_str()),
+        ],
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(s.kafka.properties["sasl.password"], "s3cr3t");
+    assert_eq!(
+        s.schema_registry.password.as_ref().map(|p| p.expose()),
+        Some("s3cr3t")
+    );
+    assert_eq!(
+        s.schema_registry.ca_file.as_deref(),
+        Some(password.as_path())
+    );
+    assert!(!format!("{s:?}").contains("s3cr3t"), "never shown");
+
+    let missing = load(
+        "",
+        &[(
+            "ODA_CDC_KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+            "/nonexistent/password",
+        )],
+        &[],
+    )
+    .expect_err("an unreadable secret file is refused");
+    let message = missing.to_string();
+    assert!(
+        message.contains("kafka.properties.sasl.password")
+            && message.contains("ODA_CDC_KAFKA__PROPERTIES__SASL_PASSWORD_FILE"),
+        "{message}"
+    );
+    let both = load(
+        "",
+        &[
+            ("ODA_CDC_SCHEMA_REGISTRY__PASSWORD", "a"),
+            ("ODA_CDC_SCHEMA_REGISTRY__PASSWORD_FILE", path.as_str()),
+        ],
+        &[],
+    )
+    .expect_err("both is ambiguous");
+    assert!(both.to_string().contains("not both"), "{both}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory name no other test run uses.
+fn oda_cdc_testkit_free_name(prefix: &str) -> String {
+    format!(
+        "oda-cdc-{prefix}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    )
+    .replace(['(', ')'], "")
+}

@@ -10,11 +10,30 @@ use rdkafka::ClientConfig;
 use crate::config::KafkaSettings;
 use crate::secret::is_secret_property;
 
+/// A config for `brokers` whose client logs at least warnings to its
+/// context whatever the log filter says: the context reads them to explain
+/// a refused password or certificate (`diagnosis`), and `tracing` still
+/// decides what is shown.
+fn new_config(brokers: &str) -> ClientConfig {
+    use rdkafka::config::RDKafkaLogLevel;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    if matches!(
+        config.log_level,
+        RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+    ) {
+        config.set_log_level(RDKafkaLogLevel::Warning);
+    }
+    config
+}
+
 impl KafkaSettings {
     /// Settings every client shares: the brokers and the passthrough.
     pub fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers);
+        let mut config = new_config(&self.brokers);
         for (name, value) in &self.properties {
             config.set(name, value);
         }
@@ -34,9 +53,8 @@ impl KafkaSettings {
         transactional_id: Option<&str>,
         defaults: &[(&str, &str)],
     ) -> ClientConfig {
-        let mut config = ClientConfig::new();
+        let mut config = new_config(&self.brokers);
         config
-            .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "zstd")
@@ -55,9 +73,8 @@ impl KafkaSettings {
 
     /// A consumer that reads only committed data and commits explicitly.
     pub fn consumer_config(&self, group: &str) -> ClientConfig {
-        let mut config = ClientConfig::new();
+        let mut config = new_config(&self.brokers);
         config
-            .set("bootstrap.servers", &self.brokers)
             .set("group.id", group)
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")

@@ -12,6 +12,12 @@ pub struct LogContext;
 
 impl ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if !matches!(
+            level,
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug
+        ) {
+            super::diagnosis::note(log_message);
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -52,6 +58,7 @@ impl ClientContext for LogContext {
             tracing::debug!(target: "librdkafka", %error, reason, "Topic not available.");
             return;
         }
+        super::diagnosis::note(reason);
         tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error.");
     }
 }

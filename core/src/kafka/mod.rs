@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod context;
+pub mod diagnosis;
 pub mod reader;
 pub mod record_size;
 pub mod refusal;

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{TopicClass, TopicsSettings, Unsatisfiable};
+use crate::kafka::LogContext;
 
 /// The partition ids of `topic`, in order; empty when it does not exist
 /// (or the broker reports an error for it).
@@ -102,8 +102,10 @@ impl TopicSpec {
 /// Why topics could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
+    /// The message carries librdkafka's reason when one was logged (a
+    /// refused password, an untrusted certificate).
     #[error("cannot reach Kafka to create topics: {0}")]
-    Metadata(#[source] KafkaError),
+    Metadata(String),
     #[error("the broker refused to create topic {topic}: {code}")]
     Refused {
         topic: String,
@@ -133,14 +135,14 @@ pub struct EnsuredTopic {
 /// the cluster cannot give is refused even when every topic exists, so a
 /// misconfiguration shows on the first start, not on the first new topic.
 pub async fn ensure_topics(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<LogContext>,
     specs: &[TopicSpec],
     durability: &TopicsSettings,
 ) -> Result<Vec<EnsuredTopic>, TopicError> {
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))
-        .map_err(TopicError::Metadata)?;
+        .map_err(|e| TopicError::Metadata(e.to_string()))?;
     let brokers = i32::try_from(metadata.brokers().len()).unwrap_or(i32::MAX);
     let mut replication = BTreeMap::new();
     for spec in specs {
@@ -231,7 +233,7 @@ pub async fn ensure_topics(
 /// New topics answer requests only once every partition has a leader;
 /// waiting here keeps the first reads from failing with NotLeaderForPartition.
 async fn wait_for_leaders(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<LogContext>,
     topics: &[String],
 ) -> Result<(), TopicError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -239,7 +241,7 @@ async fn wait_for_leaders(
         let metadata = admin
             .inner()
             .fetch_metadata(None, Duration::from_secs(10))
-            .map_err(TopicError::Metadata)?;
+            .map_err(|e| TopicError::Metadata(e.to_string()))?;
         let ready = topics.iter().all(|name| {
             metadata.topics().iter().any(|t| {
                 t.name() == name

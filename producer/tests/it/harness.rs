@@ -395,9 +395,28 @@ pub(crate) fn producer_command(
     transactional_id: &str,
     port: u16,
 ) -> std::process::Command {
+    producer_command_args(
+        &["run", "--from", "beginning"],
+        base_url,
+        prefix,
+        entities,
+        transactional_id,
+        port,
+    )
+}
+
+/// [`producer_command`] with other arguments (another subcommand).
+pub(crate) fn producer_command_args(
+    args: &[&str],
+    base_url: &str,
+    prefix: &str,
+    entities: &[&str],
+    transactional_id: &str,
+    port: u16,
+) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oda-producer"));
     command
-        .args(["run", "--from", "beginning"])
+        .args(args)
         .env("KAFKA_BROKERS", kafka().brokers)
         .env("ODA_BASE_URL", base_url)
         .env("ODA_CDC_KAFKA__TOPIC_PREFIX", prefix)

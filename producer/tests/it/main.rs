@@ -5,6 +5,7 @@ mod backfill;
 mod broker_restart;
 mod cli;
 mod cluster;
+mod cluster_secure;
 mod crash;
 mod deletes;
 mod faults;
