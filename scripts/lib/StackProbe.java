@@ -169,9 +169,10 @@ public class StackProbe {
                 var group = new ResourcePattern(ResourceType.GROUP, name, PatternType.LITERAL);
                 acls.add(allow(group, principal, AclOperation.READ));
                 acls.add(allow(group, principal, AclOperation.DESCRIBE));
-                // The readers of lookup tables and changelogs use fixed group ids
-                // starting with "oda-" and commit nothing.
-                var readers = new ResourcePattern(ResourceType.GROUP, "oda-", PatternType.PREFIXED);
+                // Readers (lookup tables, changelogs; oda-replay's copy, scan and log
+                // readers) use fixed group ids and commit nothing.
+                String readerPrefix = role.equals("replay") ? "oda-replay" : "oda-";
+                var readers = new ResourcePattern(ResourceType.GROUP, readerPrefix, PatternType.PREFIXED);
                 acls.add(allow(readers, principal, AclOperation.READ));
                 acls.add(allow(readers, principal, AclOperation.DESCRIBE));
                 if (role.equals("replay")) {

@@ -1,5 +1,6 @@
 //! The runner and the processors against the real broker (and registry).
 
+mod cluster_secure;
 mod dead_letters;
 mod exactly_once;
 mod harness;
