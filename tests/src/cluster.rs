@@ -243,3 +243,53 @@ pub fn secure() -> Secure {
 pub fn grant(role: &str, user: &str, prefix: &str, name: &str) {
     stack(&["grant", role, user, prefix, name]);
 }
+
+/// How a client authenticates on the secured listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// SASL_SSL with SCRAM-SHA-512, the password from the user's file.
+    Sasl,
+    /// Mutual TLS with the user's client certificate.
+    Mtls,
+}
+
+impl Secure {
+    /// Points a service's `command` at the listener `auth` names, as
+    /// `user`, with settings from the environment alone.
+    pub fn configure(&self, command: &mut Command, auth: Auth, user: &str) {
+        command.env(
+            "ODA_CDC_KAFKA__PROPERTIES__SSL_CA_LOCATION",
+            self.tls.join("ca.crt"),
+        );
+        match auth {
+            Auth::Sasl => command
+                .env("KAFKA_BROKERS", &self.sasl)
+                .env("ODA_CDC_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SASL_SSL")
+                .env("ODA_CDC_KAFKA__PROPERTIES__SASL_MECHANISM", "SCRAM-SHA-512")
+                .env("ODA_CDC_KAFKA__PROPERTIES__SASL_USERNAME", user)
+                .env(
+                    "ODA_CDC_KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+                    self.secrets.join(format!("{user}.password")),
+                ),
+            Auth::Mtls => command
+                .env("KAFKA_BROKERS", &self.mtls)
+                .env("ODA_CDC_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SSL")
+                .env(
+                    "ODA_CDC_KAFKA__PROPERTIES__SSL_CERTIFICATE_LOCATION",
+                    self.tls.join(format!("{user}.crt")),
+                )
+                .env(
+                    "ODA_CDC_KAFKA__PROPERTIES__SSL_KEY_LOCATION",
+                    self.tls.join(format!("{user}.key")),
+                ),
+        };
+    }
+
+    /// `user`'s password, for tests that look for it where it must not be.
+    pub fn password(&self, user: &str) -> String {
+        std::fs::read_to_string(self.secrets.join(format!("{user}.password")))
+            .expect("the user's password file")
+            .trim()
+            .to_owned()
+    }
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use oda_cdc_testkit::cluster::{self, Secure};
+use oda_cdc_testkit::cluster::{self, Auth, Secure};
 use oda_cdc_testkit::{KillOnDrop, create_topic, free_port, read_topic, unique};
 use oda_model::topics::Topics;
 
@@ -17,53 +17,19 @@ use crate::harness::{Fixture, assert_each_once, event, outputs_for_keys, process
 
 const RECORDS: i64 = 300;
 
-#[derive(Debug, Clone, Copy)]
-enum Auth {
-    Sasl,
-    Mtls,
-}
-
 /// Points `command` at the secured listener `auth` names, as `user`, with
 /// every log level on and written to `log`.
 fn secured(command: &mut Command, secure: &Secure, auth: Auth, user: &str, log: &Path) {
+    secure.configure(command, auth, user);
     command
-        .env(
-            "ODA_CDC_KAFKA__PROPERTIES__SSL_CA_LOCATION",
-            secure.tls.join("ca.crt"),
-        )
         .env("ODA_CDC_KAFKA__PROPERTIES__DEBUG", "security,conf")
         .env("RUST_LOG", "trace")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(log).expect("a log file")));
-    match auth {
-        Auth::Sasl => command
-            .env("KAFKA_BROKERS", &secure.sasl)
-            .env("ODA_CDC_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SASL_SSL")
-            .env("ODA_CDC_KAFKA__PROPERTIES__SASL_MECHANISM", "SCRAM-SHA-512")
-            .env("ODA_CDC_KAFKA__PROPERTIES__SASL_USERNAME", user)
-            .env(
-                "ODA_CDC_KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
-                secure.secrets.join(format!("{user}.password")),
-            ),
-        Auth::Mtls => command
-            .env("KAFKA_BROKERS", &secure.mtls)
-            .env("ODA_CDC_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SSL")
-            .env(
-                "ODA_CDC_KAFKA__PROPERTIES__SSL_CERTIFICATE_LOCATION",
-                secure.tls.join(format!("{user}.crt")),
-            )
-            .env(
-                "ODA_CDC_KAFKA__PROPERTIES__SSL_KEY_LOCATION",
-                secure.tls.join(format!("{user}.key")),
-            ),
-    };
 }
 
 fn assert_no_password(secure: &Secure, user: &str, log: &Path) {
-    let password = std::fs::read_to_string(secure.secrets.join(format!("{user}.password")))
-        .expect("the password")
-        .trim()
-        .to_owned();
+    let password = secure.password(user);
     let text = std::fs::read_to_string(log).expect("the log");
     assert!(
         text.lines().count() > 50,

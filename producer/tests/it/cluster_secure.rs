@@ -10,18 +10,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use oda_cdc_testkit::cluster::{self, Secure};
+use oda_cdc_testkit::cluster::{self, Auth, Secure};
 use oda_cdc_testkit::{KillOnDrop, unique};
 use serde_json::json;
 
 use crate::harness::{Sim, assert_no_problems, converge, free_port, wait_streaming};
-
-/// How the producer authenticates.
-#[derive(Debug, Clone, Copy)]
-enum Auth {
-    Sasl,
-    Mtls,
-}
 
 /// The producer under `prefix`, secured as `auth` says, logging at
 /// `log` into `log_file`.
@@ -62,47 +55,20 @@ fn producer_with_args(
         transactional_id,
         free_port(),
     );
-    let ca = secure.tls.join("ca.crt");
+    secure.configure(&mut command, auth, "oda-producer");
     command
         .env("SCHEMA_REGISTRY_URL", &secure.registry_url)
-        .env("ODA_CDC_SCHEMA_REGISTRY__CA_FILE", &ca)
-        .env("ODA_CDC_KAFKA__PROPERTIES__SSL_CA_LOCATION", &ca)
+        .env(
+            "ODA_CDC_SCHEMA_REGISTRY__CA_FILE",
+            secure.tls.join("ca.crt"),
+        )
         // Every level, librdkafka's security and configuration debugging included.
         .env("RUST_LOG", "trace")
         .env("ODA_CDC_KAFKA__PROPERTIES__DEBUG", "security,conf")
         .stderr(Stdio::from(
             std::fs::File::create(log_file).expect("a log file"),
         ));
-    match auth {
-        Auth::Sasl => command
-            .env("KAFKA_BROKERS", &secure.sasl)
-            .env("ODA_CDC_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SASL_SSL")
-            .env("ODA_CDC_KAFKA__PROPERTIES__SASL_MECHANISM", "SCRAM-SHA-512")
-            .env("ODA_CDC_KAFKA__PROPERTIES__SASL_USERNAME", "oda-producer")
-            .env(
-                "ODA_CDC_KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
-                secure.secrets.join("oda-producer.password"),
-            ),
-        Auth::Mtls => command
-            .env("KAFKA_BROKERS", &secure.mtls)
-            .env("ODA_CDC_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SSL")
-            .env(
-                "ODA_CDC_KAFKA__PROPERTIES__SSL_CERTIFICATE_LOCATION",
-                secure.tls.join("oda-producer.crt"),
-            )
-            .env(
-                "ODA_CDC_KAFKA__PROPERTIES__SSL_KEY_LOCATION",
-                secure.tls.join("oda-producer.key"),
-            ),
-    };
     command
-}
-
-fn password(secure: &Secure) -> String {
-    std::fs::read_to_string(secure.secrets.join("oda-producer.password"))
-        .expect("the producer's password")
-        .trim()
-        .to_owned()
 }
 
 /// Runs `command` to its end (at most `within`) and returns its exit code
@@ -158,7 +124,7 @@ async fn the_producer_streams_over_sasl_ssl_and_mtls_with_the_registry_over_http
             "{auth:?}: the trace log was written"
         );
         assert!(
-            !log.contains(&password(&secure)),
+            !log.contains(&secure.password("oda-producer")),
             "{auth:?}: a log line shows the password"
         );
 
@@ -183,7 +149,7 @@ async fn the_producer_streams_over_sasl_ssl_and_mtls_with_the_registry_over_http
             tail(&log)
         );
         assert!(
-            !log.contains(&password(&secure)),
+            !log.contains(&secure.password("oda-producer")),
             "{auth:?}: a log line shows the password"
         );
     }
