@@ -66,6 +66,23 @@ fn mutate(
     )
 }
 
+/// The busiest partition of `topic` and its leader; metadata right after a
+/// restart may fail once or twice, so it is asked again.
+async fn busiest(topic: &str) -> (i32, i32) {
+    let mut tries = 0;
+    loop {
+        match cluster::busiest_partition(topic) {
+            Ok(found) => return found,
+            Err(error) if tries < 10 => {
+                tries += 1;
+                eprintln!("cluster: finding the busiest partition: {error}; again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => panic!("the busiest partition of {topic}: {error}"),
+        }
+    }
+}
+
 /// Key and value of every committed record of `topic`, counted.
 async fn contents(topic: &str) -> BTreeMap<(Option<String>, Option<Vec<u8>>), usize> {
     let topic = topic.to_owned();
@@ -124,7 +141,7 @@ async fn leader_kills_and_a_rolling_restart_lose_and_duplicate_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let busiest_topic = topics.entity("Stemme");
     for round in 1..=LEADER_KILLS {
-        let (partition, leader) = cluster::busiest_partition(&busiest_topic).expect("busiest");
+        let (partition, leader) = busiest(&busiest_topic).await;
         eprintln!(
             "cluster: kill -9 of broker {leader}, leader of {busiest_topic}/{partition} (round {round})"
         );
