@@ -103,6 +103,31 @@ enum SessionError {
 
 /// Runs processor `P` until `shutdown`: the admin server, topics, then
 /// sessions, started again after failures with a growing pause.
+/// A second fencing this soon after the first is another instance, not a
+/// broker failover: the two would otherwise take the identity from each
+/// other forever.
+const FENCED_AGAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// When this process was last fenced. Under Kafka 4 a transaction the
+/// coordinator times out (a broker killed mid-commit) ends the producer's
+/// epoch exactly as a newer instance does; librdkafka reports both as
+/// fenced, so the first fencing restarts the session and only a second one
+/// soon after stops the processor.
+#[derive(Debug, Default)]
+struct FencedRecently(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl FencedRecently {
+    /// Notes a fencing; true when the previous one was recent.
+    fn again(&self) -> bool {
+        let Ok(mut last) = self.0.lock() else {
+            return true;
+        };
+        let recent = last.is_some_and(|at| at.elapsed() < FENCED_AGAIN_WITHIN);
+        *last = Some(std::time::Instant::now());
+        recent
+    }
+}
+
 pub async fn run<P: Processor>(
     settings: Settings,
     options: RunOptions,
@@ -156,15 +181,29 @@ pub async fn run<P: Processor>(
         delivery = ?shared.delivery,
         "Processor starts."
     );
+    let fenced = FencedRecently::default();
     supervise(&service.health, &shutdown, || async {
         match session::<P>(&shared).await {
             Ok(()) => Ok(()),
             Err(SessionError::Unusable(error)) => Err(SessionEnd::Stop(error)),
-            Err(SessionError::Fenced(id)) => Err(SessionEnd::Stop(anyhow::anyhow!(
-                "another {} instance with transactional id `{id}` took over; this one stops \
-                 (give each instance its own --instance)",
-                P::NAME
+            Err(SessionError::Fenced(id)) if fenced.again() => Err(SessionEnd::Stop(anyhow::anyhow!(
+                "another {} instance with transactional id `{id}` took over (fenced twice within \
+                 {}s); this one stops (give each instance its own --instance)",
+                P::NAME,
+                FENCED_AGAIN_WITHIN.as_secs()
             ))),
+            Err(SessionError::Fenced(id)) => {
+                tracing::warn!(
+                    transactional_id = %id,
+                    "Fenced: the transaction coordinator ended this producer's epoch (a broker \
+                     failover or a transaction that timed out) or another instance took over; \
+                     starting again, and stopping if fenced again soon."
+                );
+                Err(SessionEnd::Restart {
+                    check: "kafka",
+                    reason: format!("fenced (transactional id `{id}`); starting again"),
+                })
+            }
             Err(SessionError::Refused(refused)) => {
                 if shared.refusals.failed(&refused) {
                     Err(SessionEnd::Stop(anyhow::anyhow!(
@@ -221,4 +260,19 @@ struct Shared {
     context: Context,
     metrics: Metrics,
     decoder: Decoder,
+}
+
+#[cfg(test)]
+mod fenced_tests {
+    use super::FencedRecently;
+
+    #[test]
+    fn a_first_fencing_restarts_and_a_second_soon_after_stops() {
+        let fenced = FencedRecently::default();
+        assert!(!fenced.again(), "the first fencing is taken for a failover");
+        assert!(
+            fenced.again(),
+            "a second within a minute is another instance"
+        );
+    }
 }
