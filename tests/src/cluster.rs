@@ -81,8 +81,7 @@ pub fn leader(topic: &str, partition: i32) -> anyhow::Result<i32> {
     Ok(found.leader())
 }
 
-/// The replicas and in-sync replicas of every partition of `topic`, and
-/// the topic's `min.insync.replicas`.
+/// The replicas and in-sync replicas of every partition of `topic`.
 pub fn replication(topic: &str) -> anyhow::Result<Vec<(usize, usize)>> {
     let admin = crate::admin()?;
     let metadata = admin
@@ -292,4 +291,21 @@ impl Secure {
             .trim()
             .to_owned()
     }
+}
+
+/// One config of `topic` as the cluster reports it (`min.insync.replicas`, …).
+pub async fn topic_config(topic: &str, name: &str) -> anyhow::Result<Option<String>> {
+    use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+    let admin = crate::admin()?;
+    let results = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .context("describing the topic's configs")?;
+    for result in results {
+        let resource = result.map_err(|code| anyhow::anyhow!("{topic}: {code}"))?;
+        if let Some(entry) = resource.get(name) {
+            return Ok(entry.value.clone());
+        }
+    }
+    Ok(None)
 }

@@ -263,3 +263,49 @@ async fn a_replication_factor_the_cluster_cannot_give_exits_2_naming_the_key() {
         .count();
     assert_eq!(topics, 0, "nothing was created before the check");
 }
+
+/// `profile = "production"` on a single broker: every start warns about
+/// each topic kept in fewer than three copies, and the metric shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_profile_warns_about_topics_with_fewer_than_three_copies() {
+    let sim = Sim::start(|c| c.scale = 200).await;
+    let prefix = unique("it-cli-profile");
+    let port = oda_cdc_testkit::free_port();
+    let log = std::env::temp_dir().join(format!("{prefix}.log"));
+    let mut child = oda_cdc_testkit::KillOnDrop(
+        crate::harness::producer_command(
+            &sim.sim.base_url(),
+            &prefix,
+            &["Sag"],
+            &unique("it-cli-profile"),
+            port,
+        )
+        .env("ODA_CDC_PROFILE", "production")
+        .stderr(std::fs::File::create(&log).expect("a log file"))
+        .spawn()
+        .expect("oda-producer starts"),
+    );
+    let entity = format!("{prefix}-sag");
+    let series = format!("oda_cdc_topic_replication_factor{{topic=\"{entity}\"}} 1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut metrics = String::new();
+    while tokio::time::Instant::now() < deadline && !metrics.contains(&series) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            metrics = answer.text().await.unwrap_or_default();
+        }
+    }
+    let status = oda_cdc_testkit::terminate(&mut child, Duration::from_secs(10)).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(metrics.contains(&series), "{series} in /metrics");
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("PRODUCTION PROFILE") && l.contains("WARN"))
+        .collect();
+    assert!(
+        warned.iter().any(|l| l.contains(&entity)),
+        "a warning names {entity}: {warned:?}"
+    );
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+}

@@ -249,6 +249,17 @@ async fn with_two_brokers_down_the_producer_stops_committing_says_so_and_resumes
     let port = free_port();
     let mut producer = spawn_producer(&sim, &prefix, ENTITY, port);
     wait_streaming(&prefix, "Sag", Duration::from_secs(90)).await;
+    let topics = Topics::new(&prefix, None);
+    for topic in [topics.entity("Sag"), topics.checkpoints()] {
+        let min_insync = cluster::topic_config(&topic, "min.insync.replicas")
+            .await
+            .expect("topic configs");
+        assert_eq!(
+            min_insync.as_deref(),
+            Some("2"),
+            "{topic}: min.insync.replicas 2 on three brokers"
+        );
+    }
     let changing = oda_cdc_core::shutdown::CancellationToken::new();
     let mutator = mutate(&sim, &changing);
     tokio::time::sleep(Duration::from_secs(3)).await;

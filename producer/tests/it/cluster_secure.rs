@@ -16,28 +16,11 @@ use serde_json::json;
 
 use crate::harness::{Sim, assert_no_problems, converge, free_port, wait_streaming};
 
-/// The producer under `prefix`, secured as `auth` says, logging at
-/// `log` into `log_file`.
-fn producer(
-    sim: &Sim,
-    secure: &Secure,
-    auth: Auth,
-    prefix: &str,
-    transactional_id: &str,
-    log_file: &Path,
-) -> Command {
-    producer_with_args(
-        &["run", "--from", "beginning"],
-        sim,
-        secure,
-        auth,
-        prefix,
-        transactional_id,
-        log_file,
-    )
-}
+/// The service, as the tests run it.
+const RUN: &[&str] = &["run", "--from", "beginning"];
 
-/// [`producer`] running another subcommand.
+/// `oda-producer <args>` under `prefix`, secured as `auth` says, logging
+/// at every level into `log_file`.
 fn producer_with_args(
     args: &[&str],
     sim: &Sim,
@@ -101,7 +84,7 @@ async fn the_producer_streams_over_sasl_ssl_and_mtls_with_the_registry_over_http
         cluster::grant("producer", "oda-producer", &prefix, &txid);
         let log_file = logs.join(format!("{auth:?}.log"));
         let mut child = KillOnDrop(
-            producer(&sim, &secure, auth, &prefix, &txid, &log_file)
+            producer_with_args(RUN, &sim, &secure, auth, &prefix, &txid, &log_file)
                 .spawn()
                 .expect("oda-producer starts"),
         );
@@ -173,7 +156,7 @@ async fn a_wrong_password_or_a_stranger_certificate_fails_fast_naming_the_settin
     let wrong = logs.join("wrong.password");
     std::fs::write(&wrong, "not-the-password\n").expect("write");
     let log_file = logs.join("sasl.log");
-    let mut command = producer(&sim, &secure, Auth::Sasl, &prefix, &txid, &log_file);
+    let mut command = producer_with_args(RUN, &sim, &secure, Auth::Sasl, &prefix, &txid, &log_file);
     command.env("ODA_CDC_KAFKA__PROPERTIES__SASL_PASSWORD_FILE", &wrong);
     let (code, log) = run_to_end(command, &log_file, Duration::from_secs(60)).await;
     let last = log.lines().last().unwrap_or_default().to_owned();
@@ -185,7 +168,7 @@ async fn a_wrong_password_or_a_stranger_certificate_fails_fast_naming_the_settin
     );
 
     let log_file = logs.join("mtls.log");
-    let mut command = producer(&sim, &secure, Auth::Mtls, &prefix, &txid, &log_file);
+    let mut command = producer_with_args(RUN, &sim, &secure, Auth::Mtls, &prefix, &txid, &log_file);
     command
         .env(
             "ODA_CDC_KAFKA__PROPERTIES__SSL_CERTIFICATE_LOCATION",
