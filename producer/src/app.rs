@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::encode::Encoder;
+use crate::lease::{Lease, LeaseError, Role, Term};
 
 use crate::checkpoint::Checkpoint;
 use crate::committer::{CommitError, Committer, StateTopics, transactional_producer};
@@ -34,14 +35,22 @@ pub(crate) const METRICS_PORT: u16 = 9464;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub from: StartFrom,
+    /// This instance's name among those sharing the transactional id
+    /// (`--instance`): its static membership of the lease group.
+    pub instance: String,
     /// HTTP timeouts, retries, limits and breaker; `None`: from the
     /// `http.*` settings (a test that injects hangs may want them shorter).
     pub http: Option<ClientTuning>,
 }
 
 impl RunOptions {
+    /// Named by the host, as `--instance` is by default.
     pub fn from(from: StartFrom) -> Self {
-        Self { from, http: None }
+        Self {
+            from,
+            instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "0".to_owned()),
+            http: None,
+        }
     }
 }
 
@@ -136,6 +145,17 @@ pub async fn run(
         .ensure_topics(&topic_specs(&service.topics, &plans))
         .await?;
 
+    let lease = Lease::join(
+        &settings.kafka,
+        &service.topics.signals(),
+        &settings.producer.transactional_id,
+        settings.producer.failover_timeout.get(),
+        Role::Service {
+            instance: options.instance.clone(),
+        },
+        Some(service.health.clone()),
+    )
+    .context("joining the producer's lease group")?;
     let pipeline = Pipeline {
         settings: &settings,
         topics: &service.topics,
@@ -146,38 +166,90 @@ pub async fn run(
         metrics: &metrics,
         health: &service.health,
         shutdown: &shutdown,
+        lease: &lease,
     };
     let refusals = Refusals::default();
     let committed = || metrics.transactions.with_label_values(&["committed"]).get();
-    supervise(&service.health, &shutdown, || async {
-        let before = committed();
-        let ended = pipeline.run().await;
-        if committed() > before {
-            refusals.succeeded();
-        }
-        match ended {
-            Ok(()) => Ok(()),
-            Err(PipelineError::Commit(CommitError::Refused(refused)))
-                if refusals.failed(&refused) =>
-            {
-                Err(SessionEnd::Stop(anyhow::anyhow!(
-                    "{refused}; refused {MAX_REFUSALS} times in a row, oda-producer stops rather \
-                     than retrying the same records forever"
-                )))
+    let supervised = supervise(&service.health, &shutdown, || async {
+        let mut settle = JOIN_GRACE;
+        loop {
+            let Some(term) = take_lease(&lease, &shutdown, settle, || {
+                metrics.stand_by();
+                // A standby has nothing to poll, and the group coordinator
+                // answers it: it is ready to take over.
+                service.health.set_ok("poll");
+                service.health.set_ok("kafka");
+                tracing::info!(
+                    transactional_id = %settings.producer.transactional_id,
+                    "Standing by: another instance holds the lease."
+                );
+            })
+            .await
+            .map_err(|ended| SessionEnd::Stop(ended.into()))?
+            else {
+                return Ok(());
+            };
+            settle = Duration::ZERO;
+            metrics.active.set(1);
+            metrics.takeovers.inc();
+            tracing::info!(
+                generation = term.generation,
+                "Holding the lease: this instance writes."
+            );
+            let before = committed();
+            let ended = pipeline.run(term).await;
+            if committed() > before {
+                refusals.succeeded();
             }
-            Err(PipelineError::Fatal(error)) => Err(SessionEnd::Stop(error.into())),
-            Err(PipelineError::Commit(CommitError::Fenced(id))) => {
-                Err(SessionEnd::Stop(anyhow::anyhow!(
-                    "another oda-producer with transactional id `{id}` took over; this one stops"
-                )))
+            match ended {
+                Ok(()) if shutdown.is_cancelled() => return Ok(()),
+                Ok(()) => {
+                    tracing::warn!("The lease moved to another instance; this one stops writing.");
+                }
+                Err(PipelineError::Commit(CommitError::Refused(refused)))
+                    if refusals.failed(&refused) =>
+                {
+                    return Err(SessionEnd::Stop(anyhow::anyhow!(
+                        "{refused}; refused {MAX_REFUSALS} times in a row, oda-producer stops \
+                         rather than retrying the same records forever"
+                    )));
+                }
+                Err(PipelineError::Fatal(error)) => return Err(SessionEnd::Stop(error.into())),
+                Err(PipelineError::Commit(CommitError::Fenced(id))) => {
+                    // Fenced by the next holder: its assignment reaches us
+                    // within a heartbeat or two. Still holding the lease
+                    // after the failover timeout means nobody else writes
+                    // (the coordinator ended a transaction it timed out).
+                    if tokio::time::timeout(lease.timeout, lease.lost(term))
+                        .await
+                        .is_err()
+                    {
+                        return Err(SessionEnd::Restart {
+                            check: "kafka",
+                            reason: format!(
+                                "transactional id `{id}` was fenced while this instance holds \
+                                 the lease (a transaction timed out at its coordinator)"
+                            ),
+                        });
+                    }
+                    tracing::warn!(
+                        transactional_id = %id,
+                        "Fenced: another instance took over; this one stands by."
+                    );
+                }
+                Err(error) => {
+                    return Err(SessionEnd::Restart {
+                        check: "kafka",
+                        reason: error.to_string(),
+                    });
+                }
             }
-            Err(error) => Err(SessionEnd::Restart {
-                check: "kafka",
-                reason: error.to_string(),
-            }),
         }
     })
-    .await
+    .await;
+    metrics.active.set(0);
+    lease.leave().await;
+    supervised
 }
 
 /// The configured wire format; with Avro, every entity's schema is
@@ -333,10 +405,12 @@ struct Pipeline<'a> {
     metrics: &'a Metrics,
     health: &'a Health,
     shutdown: &'a CancellationToken,
+    lease: &'a Lease,
 }
 
 impl Pipeline<'_> {
-    async fn run(&self) -> Result<(), PipelineError> {
+    /// Runs while `term` holds; `Ok` on shutdown or when the lease moves.
+    async fn run(&self, term: Term) -> Result<(), PipelineError> {
         let Pipeline {
             settings,
             topics,
@@ -347,6 +421,7 @@ impl Pipeline<'_> {
             metrics,
             health,
             shutdown,
+            lease,
         } = *self;
         let Assembled {
             shared,
@@ -370,15 +445,16 @@ impl Pipeline<'_> {
             ));
         }
         drop(shared);
-        let listener = tokio::spawn(crate::signals::listen(
-            settings.kafka.clone(),
-            topics.signals(),
-            settings.producer.transactional_id.clone(),
-            mailboxes,
-            stop_workers.clone(),
-        ));
+        let listener = dispatch_requests(lease, term, mailboxes);
+        let lost = lease.lost(term);
+        tokio::pin!(listener, lost);
         let result = loop {
             tokio::select! {
+                () = &mut lost => {
+                    stop_workers.cancel();
+                    break Ok(());
+                }
+                () = &mut listener => {}
                 committed = &mut committer_task => {
                     // The committer only ends early on a failed transaction.
                     stop_workers.cancel();
@@ -409,10 +485,54 @@ impl Pipeline<'_> {
         // Let workers finish their current page and the committer its queue.
         stop_workers.cancel();
         while workers.join_next().await.is_some() {}
-        listener.abort();
         if !committer_task.is_finished() {
             let _ = tokio::time::timeout(Duration::from_secs(8), &mut committer_task).await;
         }
         result
     }
+}
+
+/// How long a joining instance waits for the lease before it says it
+/// stands by (an empty group assigns within the broker's
+/// `group.initial.rebalance.delay.ms`, 3 s by default).
+pub(crate) const JOIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits for the lease; `standing_by` runs once if it has not come
+/// within `settle`.
+async fn take_lease(
+    lease: &Lease,
+    shutdown: &CancellationToken,
+    settle: Duration,
+    standing_by: impl FnOnce(),
+) -> Result<Option<Term>, LeaseError> {
+    let acquiring = lease.acquire(shutdown);
+    tokio::pin!(acquiring);
+    tokio::select! {
+        biased;
+        acquired = &mut acquiring => return acquired,
+        () = tokio::time::sleep(settle) => {}
+    }
+    standing_by();
+    acquiring.await
+}
+
+/// Hands the requests read under `term` to the workers, acknowledging
+/// each once handed over; never ends by itself.
+async fn dispatch_requests(
+    lease: &Lease,
+    term: Term,
+    workers: HashMap<String, mpsc::Sender<crate::signals::Command>>,
+) {
+    let requests = lease.requests();
+    let mut requests = requests.lock().await;
+    while let Some(request) = requests.recv().await {
+        // Read under an earlier term: the holder re-reads it from the
+        // committed offset.
+        if request.generation != term.generation {
+            continue;
+        }
+        crate::signals::dispatch(request.signal, &workers).await;
+        lease.acknowledge(request.offset);
+    }
+    std::future::pending::<()>().await;
 }

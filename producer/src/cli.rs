@@ -29,6 +29,10 @@ enum Command {
         /// `now`, or a time (RFC 3339; without an offset, Danish local time).
         #[arg(long, default_value = "beginning", value_parser = parse_from)]
         from: StartFrom,
+        /// This instance's name, unique among the instances sharing the
+        /// transactional id: one writes, the others stand by.
+        #[arg(long, env = "HOSTNAME", default_value = "0")]
+        instance: String,
     },
     /// Each entity's checkpoint and lag, read from Kafka.
     Status,
@@ -86,9 +90,13 @@ async fn run(args: Args) -> Result<(), Failure> {
         })
     })?;
     match args.command {
-        Command::Run { from } => {
+        Command::Run { from, instance } => {
             let shutdown = oda_cdc_core::shutdown::on_signals();
-            app::run(settings, RunOptions::from(from), shutdown).await?;
+            let options = RunOptions {
+                instance,
+                ..RunOptions::from(from)
+            };
+            app::run(settings, options, shutdown).await?;
         }
         Command::Snapshot { entities, since } => {
             crate::requests::snapshot(settings, &topics, entities, since).await?;

@@ -15,6 +15,7 @@ mod committer;
 mod encode;
 mod id_table;
 mod keyset;
+mod lease;
 mod metrics;
 mod requests;
 mod restore;

@@ -4,7 +4,7 @@
 use oda_cdc_core::metrics::{
     counter_vec, dead_letters, gauge_vec, histogram_vec, transaction_stalled, transactions,
 };
-use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, Registry};
+use prometheus::{GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
@@ -26,6 +26,9 @@ pub(crate) struct Metrics {
     pub(crate) reconcile_ids: GaugeVec,
     pub(crate) deletes_confirmed: IntCounterVec,
     pub(crate) unserved: GaugeVec,
+    /// 1 while this instance holds the lease and writes (crate::lease).
+    pub(crate) active: IntGauge,
+    pub(crate) takeovers: IntCounter,
 }
 
 impl Metrics {
@@ -107,7 +110,31 @@ impl Metrics {
                 "1 while the source answers 404 for a configured entity set (the others go on).",
                 &["entity"],
             )?,
+            active: register(
+                registry,
+                IntGauge::new(
+                    "oda_cdc_producer_active",
+                    "1 while this instance holds the lease and writes; 0 while it stands by.",
+                )?,
+            )?,
+            takeovers: register(
+                registry,
+                IntCounter::new(
+                    "oda_cdc_producer_takeovers_total",
+                    "Times this instance acquired the lease and started writing.",
+                )?,
+            )?,
         })
+    }
+
+    /// Forgets the per-entity gauges of the last term, so a standby shows
+    /// no cursor or poll time that is no longer its own (alerts read the
+    /// active instance's).
+    pub(crate) fn stand_by(&self) {
+        self.active.set(0);
+        self.source_lag.reset();
+        self.last_success.reset();
+        self.completeness.reset();
     }
 
     /// Creates the series alerts watch at zero, so `increase()` and
@@ -128,4 +155,12 @@ impl Metrics {
             self.deletes_confirmed.with_label_values(&[entity.as_str()]);
         }
     }
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }

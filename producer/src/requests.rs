@@ -22,7 +22,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::app::{Assembled, assemble, entity_plans};
+use crate::app::{Assembled, JOIN_GRACE, assemble, entity_plans};
+use crate::lease::{Lease, Role};
 use crate::metrics::Metrics;
 use crate::signals::{self, Command, Signal};
 use crate::worker::{EntityPlan, StartFrom, run_entity};
@@ -92,13 +93,8 @@ pub(crate) async fn snapshot(
     let names: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();
     let id = request_id("backfill");
     let since_text = since.map(format_literal);
-    let running = {
-        let kafka = settings.kafka.clone();
-        let txid = settings.producer.transactional_id.clone();
-        tokio::task::spawn_blocking(move || signals::service_running(&kafka, &txid)).await??
-    };
     let progress = Progress::new(&names, "rows");
-    if running {
+    let Route::Here(lease) = route(&settings, topics).await? else {
         let signal = Signal::Backfill {
             id: id.clone(),
             entities: names.clone(),
@@ -106,24 +102,25 @@ pub(crate) async fn snapshot(
         };
         let offset = send_signal(&settings, topics, &signal).await?;
         eprintln!("Backfill {id} requested from the running service; following its progress.");
-        follow(&settings, topics, &id, offset, &names, &progress).await
-    } else {
-        eprintln!(
-            "No service is running: backfilling here as {}.",
-            settings.producer.transactional_id
-        );
-        let commands: Vec<(EntityPlan, Command)> = plans
-            .into_iter()
-            .map(|p| {
-                let command = Command::Backfill {
-                    id: id.clone(),
-                    since: since_text.clone(),
-                };
-                (p, command)
-            })
-            .collect();
-        run_here(&settings, topics, commands, &id, Some(&progress)).await
-    }
+        return follow(&settings, topics, &id, offset, &names, &progress).await;
+    };
+    eprintln!(
+        "No service is running: backfilling here as {}.",
+        settings.producer.transactional_id
+    );
+    let commands: Vec<(EntityPlan, Command)> = plans
+        .into_iter()
+        .map(|p| {
+            let command = Command::Backfill {
+                id: id.clone(),
+                since: since_text.clone(),
+            };
+            (p, command)
+        })
+        .collect();
+    let done = run_here(&settings, topics, commands, &id, Some(&progress)).await;
+    lease.leave().await;
+    done
 }
 
 /// `oda-producer rewind --entity E --to <time>`.
@@ -136,13 +133,9 @@ pub(crate) async fn rewind(
     let plan = plans_for(&settings, topics, std::slice::from_ref(&entity))?.remove(0);
     let id = request_id("rewind");
     let target = format_literal(to);
-    let running = {
-        let kafka = settings.kafka.clone();
-        let txid = settings.producer.transactional_id.clone();
-        tokio::task::spawn_blocking(move || signals::service_running(&kafka, &txid)).await??
-    };
     let names = vec![plan.entity.clone()];
-    if running {
+    let route = route(&settings, topics).await?;
+    if let Route::Service = route {
         let signal = Signal::Rewind {
             id: id.clone(),
             entity: plan.entity.clone(),
@@ -151,18 +144,69 @@ pub(crate) async fn rewind(
         let offset = send_signal(&settings, topics, &signal).await?;
         // The service acknowledges in the transaction that moves the cursor.
         follow(&settings, topics, &id, offset, &names, &Progress::silent()).await?;
-    } else {
+    } else if let Route::Here(lease) = route {
         let command = Command::Rewind {
             id: id.clone(),
             to: target.clone(),
         };
-        run_here(&settings, topics, vec![(plan.clone(), command)], &id, None).await?;
+        let done = run_here(&settings, topics, vec![(plan.clone(), command)], &id, None).await;
+        lease.leave().await;
+        done?;
     }
     eprintln!(
         "{}: cursor rewound to {target}; the next cycle re-reads from there.",
         plan.entity
     );
     Ok(())
+}
+
+/// Where a request is worked on.
+enum Route {
+    /// A service runs: ask it through the signals topic.
+    Service,
+    /// No service runs and this process holds the lease, so none starts
+    /// writing (and fences this one) before the work here is done: a
+    /// service starting meanwhile stands by until the lease is left.
+    Here(Lease),
+}
+
+async fn route(settings: &Settings, topics: &Topics) -> anyhow::Result<Route> {
+    // A cluster the service never ran on has no topics yet: create them as
+    // the service would (the lease needs the signals topic), so what is
+    // missing is said plainly later.
+    let service = Service::command(settings)?;
+    let configured = entity_plans(settings, topics)?;
+    service
+        .ensure_topics(&crate::app::topic_specs(topics, &configured))
+        .await?;
+    let kafka = settings.kafka.clone();
+    let txid = settings.producer.transactional_id.clone();
+    let running =
+        tokio::task::spawn_blocking(move || signals::service_running(&kafka, &txid)).await??;
+    if running {
+        return Ok(Route::Service);
+    }
+    let lease = Lease::join(
+        &settings.kafka,
+        &topics.signals(),
+        &settings.producer.transactional_id,
+        settings.producer.failover_timeout.get(),
+        Role::Request,
+        None,
+    )
+    .context("joining the producer's lease group")?;
+    // A member that holds the lease and is gone (killed a moment ago)
+    // loses it within the failover timeout; one that keeps it is a
+    // service that started meanwhile.
+    if lease
+        .acquire_within(settings.producer.failover_timeout.get() + JOIN_GRACE)
+        .await
+    {
+        Ok(Route::Here(lease))
+    } else {
+        lease.leave().await;
+        Ok(Route::Service)
+    }
 }
 
 /// Reads the signals topic from `offset` until every entity reports done.
@@ -218,9 +262,8 @@ async fn follow(
     Ok(())
 }
 
-/// Runs requests without a service: the pipeline pieces of `run`, under
-/// the same transactional identity (so a service started meanwhile fences
-/// this one rather than both writing), then exits.
+/// Runs requests without a service, holding the lease: the pipeline
+/// pieces of `run` under the same transactional identity, then exits.
 async fn run_here(
     settings: &Settings,
     topics: &Topics,
@@ -228,13 +271,6 @@ async fn run_here(
     id: &str,
     progress: Option<&Progress>,
 ) -> anyhow::Result<()> {
-    // A cluster the service never ran on has no topics yet: create them as
-    // the service would, so what is missing is said plainly below.
-    let service = Service::command(settings)?;
-    let configured = entity_plans(settings, topics)?;
-    service
-        .ensure_topics(&crate::app::topic_specs(topics, &configured))
-        .await?;
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
     let client = OdaClient::new(

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use oda_cdc_core::config::KafkaSettings;
 use oda_cdc_core::kafka::LogContext;
-use oda_cdc_core::shutdown::CancellationToken;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -60,7 +58,8 @@ pub(crate) enum Command {
 }
 
 /// The consumer group the service reads requests with: its members show
-/// that a service is running.
+/// that a service is running, and its partition is the lease
+/// ([`crate::lease`]).
 pub(crate) fn group(transactional_id: &str) -> String {
     format!("{transactional_id}-signals")
 }
@@ -77,73 +76,39 @@ pub(crate) fn service_running(
     Ok(groups.groups().iter().any(|g| !g.members().is_empty()))
 }
 
-/// Reads requests and hands them to the entity workers until `shutdown`.
-/// A request is acknowledged (offset committed) once dispatched; the work
-/// itself is resumable from the checkpoint.
-pub(crate) async fn listen(
-    kafka: KafkaSettings,
-    topic: String,
-    transactional_id: String,
-    workers: HashMap<String, mpsc::Sender<Command>>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut config = kafka.consumer_config(&group(&transactional_id));
-    config.set("auto.offset.reset", "latest");
-    let consumer: StreamConsumer<LogContext> = config.create_with_context(LogContext)?;
-    consumer.subscribe(&[&topic])?;
-    loop {
-        let message = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            m = consumer.recv() => m,
-        };
-        let message = match message {
-            Ok(m) => m,
-            Err(error) => {
-                tracing::warn!(%error, "Reading the signals topic failed.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let signal = message.payload().map(serde_json::from_slice::<Signal>);
-        match signal {
-            Some(Ok(Signal::Backfill {
-                id,
-                entities,
-                since,
-            })) => {
-                for entity in entities {
-                    match workers.get(&entity) {
-                        Some(worker) => {
-                            let command = Command::Backfill {
-                                id: id.clone(),
-                                since: since.clone(),
-                            };
-                            let _ = worker.send(command).await;
-                            tracing::info!(%id, entity, "Backfill requested.");
-                        }
-                        None => {
-                            tracing::warn!(%id, entity, "Backfill of an entity this service does not capture; ignored.")
-                        }
+/// Hands a request to the entity workers it names.
+pub(crate) async fn dispatch(signal: Signal, workers: &HashMap<String, mpsc::Sender<Command>>) {
+    match signal {
+        Signal::Backfill {
+            id,
+            entities,
+            since,
+        } => {
+            for entity in entities {
+                match workers.get(&entity) {
+                    Some(worker) => {
+                        let command = Command::Backfill {
+                            id: id.clone(),
+                            since: since.clone(),
+                        };
+                        let _ = worker.send(command).await;
+                        tracing::info!(%id, entity, "Backfill requested.");
+                    }
+                    None => {
+                        tracing::warn!(%id, entity, "Backfill of an entity this service does not capture; ignored.")
                     }
                 }
             }
-            Some(Ok(Signal::Rewind { id, entity, to })) => match workers.get(&entity) {
-                Some(worker) => {
-                    let _ = worker.send(Command::Rewind { id, to }).await;
-                }
-                None => {
-                    tracing::warn!(%id, entity, "Rewind of an entity this service does not capture; ignored.")
-                }
-            },
-            Some(Ok(Signal::Progress { .. })) => {}
-            Some(Err(error)) => {
-                tracing::warn!(%error, offset = message.offset(), "Unreadable signal; skipped.")
+        }
+        Signal::Rewind { id, entity, to } => match workers.get(&entity) {
+            Some(worker) => {
+                let _ = worker.send(Command::Rewind { id, to }).await;
             }
-            None => {}
-        }
-        if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
-            tracing::warn!(%error, "Committing the signals offset failed.");
-        }
+            None => {
+                tracing::warn!(%id, entity, "Rewind of an entity this service does not capture; ignored.")
+            }
+        },
+        Signal::Progress { .. } => {}
     }
 }
 

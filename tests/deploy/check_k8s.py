@@ -250,6 +250,12 @@ def check_references(docs, secrets, label):
             if not selects(get(doc, "spec.selector.matchLabels"), get(doc, "spec.template.metadata.labels")):
                 problems.append(f"{what}: spec.selector does not match the pod template's labels")
             check_pod_spec(doc["spec"]["template"]["spec"], ns, what, by_key, secrets, binaries, problems)
+            if kind == "Deployment" and get(doc, "metadata.name") == "oda-producer":
+                # One writer and a warm standby (docs/operations.md#failover).
+                if (get(doc, "spec.replicas") or 1) < 2:
+                    problems.append(f"{what}: fewer than 2 replicas leaves no standby to take over")
+                if get(doc, "spec.strategy.type") == "Recreate":
+                    problems.append(f"{what}: Recreate stops the standby along with the writer")
             if kind == "StatefulSet":
                 service = by_key.get(("Service", ns, get(doc, "spec.serviceName")))
                 if service is None or get(service, "spec.clusterIP") != "None":
@@ -263,8 +269,16 @@ def check_references(docs, secrets, label):
                 if isinstance(target, str) and target not in container_ports(selected):
                     problems.append(f"{what}: targetPort {target!r} is no container port of the pods it selects")
         elif kind == "PodDisruptionBudget":
-            if not pods_in(ns, get(doc, "spec.selector.matchLabels")):
+            selected = pods_in(ns, get(doc, "spec.selector.matchLabels"))
+            if not selected:
                 problems.append(f"{what}: selects no pod")
+            for workload in selected:
+                replicas = get(workload, "spec.replicas")
+                replicas = 1 if replicas is None else replicas
+                least = get(doc, "spec.minAvailable")
+                most = get(doc, "spec.maxUnavailable")
+                if (isinstance(least, int) and least >= replicas) or most == 0:
+                    problems.append(f"{what}: lets no pod of {name_of(workload)} ({replicas} replicas) be evicted, so every node drain blocks")
         elif kind == "NetworkPolicy":
             selector = get(doc, "spec.podSelector.matchLabels")
             selected = pods_in(ns, selector) if selector else [w for w in workloads if get(w, "metadata.namespace") == ns]
@@ -621,6 +635,11 @@ def self_test(kustomize):
             k, "Deployment", "oda-producer", [{"op": "replace", "path": "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/key", "value": "kafka-user"}])),
         "a prod config that is not TOML": prod(lambda k: add_patch(
             k, "ConfigMap", "oda-cdc-config", [{"op": "replace", "path": "/data/oda-cdc.toml", "value": "format = avro\n"}])),
+        "a producer without a standby": dev(lambda k: add_patch(
+            k, "Deployment", "oda-producer", [{"op": "replace", "path": "/spec/replicas", "value": 1}])),
+        "a producer PDB that blocks every drain": dev(lambda k: add_patch(
+            k, "PodDisruptionBudget", "oda-producer", [{"op": "remove", "path": "/spec/maxUnavailable"},
+                                                      {"op": "add", "path": "/spec/minAvailable", "value": 2}])),
         "a topic policy without replicas": topics(drop_topic_replicas),
         "topics without their Strimzi cluster": topics(lambda k: k.pop("labels")),
         "a compacted repartition topic": votes_topics(

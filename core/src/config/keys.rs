@@ -58,6 +58,7 @@ pub const KEYS: &[Key] = &[
     key("http.max_body_bytes", KeyKind::Integer),
     key("http.allow_insecure", KeyKind::Boolean),
     key("producer.transactional_id", KeyKind::Text),
+    key("producer.failover_timeout", KeyKind::Text),
     key("consumer.group", KeyKind::Text),
     key("consumer.delivery", KeyKind::Text),
     key("consumer.dlq_topic", KeyKind::Text),

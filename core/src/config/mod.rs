@@ -404,21 +404,37 @@ fn default_rate_limit() -> f64 {
     5.0
 }
 
-/// The producer's identity.
+/// The producer's identity and failover.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProducerSettings {
-    /// Kafka `transactional.id`; a second instance with the same one fences the first.
+    /// Kafka `transactional.id`: the fence. Instances sharing it share one
+    /// lease; only the holder writes.
     #[serde(default = "default_transactional_id")]
     pub transactional_id: String,
+    /// How long the active instance may be silent before a standby takes
+    /// over: the lease group's `session.timeout.ms`.
+    #[serde(default = "default_failover_timeout")]
+    pub failover_timeout: HumanDuration,
 }
 
 impl Default for ProducerSettings {
     fn default() -> Self {
         Self {
             transactional_id: default_transactional_id(),
+            failover_timeout: default_failover_timeout(),
         }
     }
+}
+
+/// Bounds of `producer.failover_timeout`: Kafka's default
+/// `group.min.session.timeout.ms` below, five minutes above (a standby
+/// that waits longer is no failover).
+pub const FAILOVER_TIMEOUT_MIN: Duration = Duration::from_secs(6);
+pub const FAILOVER_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
+fn default_failover_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
 }
 
 fn default_transactional_id() -> String {
@@ -527,6 +543,14 @@ impl Settings {
         }
         if self.producer.transactional_id.trim().is_empty() {
             return Err(invalid("producer.transactional_id", "must not be empty"));
+        }
+        if !(FAILOVER_TIMEOUT_MIN..=FAILOVER_TIMEOUT_MAX)
+            .contains(&self.producer.failover_timeout.get())
+        {
+            return Err(invalid(
+                "producer.failover_timeout",
+                "must be between 6s (Kafka's group.min.session.timeout.ms) and 5m",
+            ));
         }
         self.topics
             .validate()

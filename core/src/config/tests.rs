@@ -450,3 +450,23 @@ fn oda_cdc_testkit_free_name(prefix: &str) -> String {
     )
     .replace(['(', ')'], "")
 }
+
+#[test]
+fn failover_timeout_defaults_to_ten_seconds_and_is_bounded() {
+    let s = load("", &[], &[]).expect("defaults");
+    assert_eq!(s.producer.failover_timeout.get(), Duration::from_secs(10));
+    let s = load("", &[("ODA_CDC_PRODUCER__FAILOVER_TIMEOUT", "30s")], &[]).expect("30s");
+    assert_eq!(s.producer.failover_timeout.get(), Duration::from_secs(30));
+    for refused in ["2s", "1h"] {
+        let error = load(
+            "[producer]\nfailover_timeout = \"x\"\n"
+                .replace('x', refused)
+                .as_str(),
+            &[],
+            &[],
+        )
+        .expect_err(refused)
+        .to_string();
+        assert!(error.contains("producer.failover_timeout"), "{error}");
+    }
+}

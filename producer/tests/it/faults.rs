@@ -25,7 +25,6 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
     settings.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
     let prefix = settings.kafka.topic_prefix.clone();
     let options = RunOptions {
-        from: StartFrom::Beginning,
         http: Some(ClientTuning {
             request_timeout: Duration::from_secs(1),
             retry: RetryPolicy {
@@ -37,6 +36,7 @@ async fn source_faults_lose_nothing_and_show_in_the_metrics() {
             breaker_cool_down: Duration::from_secs(1),
             ..ClientTuning::default()
         }),
+        ..RunOptions::from(StartFrom::Beginning)
     };
     let producer = Producer::start_with(settings, options);
     wait_streaming(&prefix, "Sag", Duration::from_secs(60)).await;
@@ -122,7 +122,6 @@ async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
     settings.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
     let prefix = settings.kafka.topic_prefix.clone();
     let options = RunOptions {
-        from: StartFrom::Beginning,
         http: Some(ClientTuning {
             request_timeout: Duration::from_secs(2),
             retry: RetryPolicy {
@@ -132,6 +131,7 @@ async fn an_outage_mid_snapshot_resumes_it_without_second_reads() {
             },
             ..ClientTuning::default()
         }),
+        ..RunOptions::from(StartFrom::Beginning)
     };
     let producer = Producer::start_with(settings, options);
 
