@@ -372,6 +372,7 @@ mod config {
             "http.max_body_bytes" => s.http.max_body_bytes.to_string(),
             "http.allow_insecure" => s.http.allow_insecure.to_string(),
             "producer.transactional_id" => s.producer.transactional_id.clone(),
+            "producer.failover_timeout" => format!("{:?}", s.producer.failover_timeout.get()),
             "consumer.group" => opt(s.consumer.group.as_ref()),
             "consumer.delivery" => format!("{:?}", s.consumer.delivery),
             "consumer.dlq_topic" => opt(s.consumer.dlq_topic.as_ref()),
@@ -444,6 +445,22 @@ mod config {
             .boxed()
     }
 
+    /// A duration within `millis`, written in milliseconds or whole seconds.
+    fn bounded_duration(
+        millis: std::ops::RangeInclusive<u64>,
+    ) -> BoxedStrategy<(String, toml::Value, String)> {
+        let seconds = millis.start().div_ceil(1_000)..=millis.end() / 1_000;
+        prop_oneof![
+            millis.prop_map(|ms| (format!("{ms}ms"), ms)),
+            seconds.prop_map(|s| (format!("{s}s"), s * 1_000)),
+        ]
+        .prop_map(|(text, ms)| {
+            let expected = format!("{:?}", Duration::from_millis(ms));
+            (text.clone(), toml::Value::String(text), expected)
+        })
+        .boxed()
+    }
+
     fn list() -> BoxedStrategy<(String, toml::Value, String)> {
         let item = text(10)
             .prop_map(|s| s.replace(',', "").trim().to_owned())
@@ -512,6 +529,8 @@ mod config {
                 })
                 .boxed(),
             "poll.interval" => duration(true),
+            // Bounded by the group session timeouts a broker accepts.
+            "producer.failover_timeout" => bounded_duration(6_000..=300_000),
             "http.max_in_flight" | "http.attempts" => integer(1..=i64::from(u32::MAX)),
             "http.max_body_bytes" => integer(65_536..=i64::MAX),
             "consumer.max_retries" => integer(0..=i64::from(u32::MAX)),
