@@ -16,6 +16,7 @@
 //! The holder also reads the signals topic, so requests reach the writer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use oda_cdc_core::config::KafkaSettings;
@@ -110,6 +111,10 @@ struct LeaseContext {
     group: String,
     role: Role,
     ended: Arc<std::sync::OnceLock<LeaseError>>,
+    /// Whether the `kafka` check failed because of the lease group: a
+    /// join clears only that failure, never one the transactions own (a
+    /// commit stalled by brokers away goes on failing it).
+    failed_joining: AtomicBool,
 }
 
 impl LeaseContext {
@@ -169,7 +174,9 @@ impl ConsumerContext for LeaseContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                if let Some(health) = &self.health {
+                if let Some(health) = &self.health
+                    && self.failed_joining.swap(false, Ordering::SeqCst)
+                {
                     health.set_ok("kafka");
                 }
                 if partitions.count() > 0 {
@@ -183,6 +190,7 @@ impl ConsumerContext for LeaseContext {
             Rebalance::Error(error) => {
                 tracing::warn!(%error, "Joining the producer's lease group failed.");
                 if let Some(health) = &self.health {
+                    self.failed_joining.store(true, Ordering::SeqCst);
                     health.set_failed("kafka", format!("lease group: {error}"));
                 }
             }
@@ -236,6 +244,7 @@ impl Lease {
             group,
             role: role.clone(),
             ended: Arc::clone(&ended),
+            failed_joining: AtomicBool::new(false),
         };
         let consumer: StreamConsumer<LeaseContext> = config.create_with_context(context)?;
         consumer.subscribe(&[topic])?;
