@@ -38,12 +38,17 @@ pub struct Args {
 /// on a bad key), logging, signals, the runner; exit codes of
 /// contract.md#exit-codes.
 pub fn main<P: Processor>() -> ExitCode {
-    let args = Args::parse();
+    main_with::<P>(Args::parse())
+}
+
+/// [`main`] for a binary that parses flags of its own around [`Args`].
+pub fn main_with<P: Processor>(args: Args) -> ExitCode {
     run_to_exit(run::<P>(args))
 }
 
 async fn run<P: Processor>(args: Args) -> Result<(), Failure> {
     let settings = args.config.load()?;
+    P::check_settings(&settings)?;
     oda_cdc_core::telemetry::init(settings.log.format);
     let shutdown = oda_cdc_core::shutdown::on_signals();
     let options = runner::RunOptions {

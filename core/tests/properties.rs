@@ -377,6 +377,8 @@ mod config {
             "consumer.delivery" => format!("{:?}", s.consumer.delivery),
             "consumer.dlq_topic" => opt(s.consumer.dlq_topic.as_ref()),
             "consumer.max_retries" => opt(s.consumer.max_retries),
+            "postgres.url" => opt(s.postgres.url.as_ref().map(|u| u.expose().to_owned())),
+            "postgres.schema" => s.postgres.schema.clone(),
             "metrics.addr" => opt(s.metrics.addr),
             "log.format" => format!("{:?}", s.log.format),
             "profile" => format!("{:?}", s.profile),
@@ -507,6 +509,12 @@ mod config {
                 text_value(text(24))
             }
             "schema_registry.url" => url("https?"),
+            "postgres.url" => prop_oneof![
+                url("postgres(ql)?"),
+                text_value("host=[a-z]{1,8}( port=[1-9][0-9]{0,3})?( dbname=[a-z_]{1,8})?"),
+            ]
+            .boxed(),
+            "postgres.schema" => text_value("[a-z_][a-z0-9_]{0,20}"),
             "source.base_url" => prop_oneof![
                 url("https"),
                 text_value("http://(localhost|127\\.0\\.0\\.1|127\\.[1-9]?[0-9]\\.[0-9]\\.1|\\[::1\\])(:[1-9][0-9]{0,3})?(/[a-z]{0,6})?"),

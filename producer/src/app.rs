@@ -485,8 +485,17 @@ impl Pipeline<'_> {
         // Let workers finish their current page and the committer its queue.
         stop_workers.cancel();
         while workers.join_next().await.is_some() {}
-        if !committer_task.is_finished() {
-            let _ = tokio::time::timeout(Duration::from_secs(8), &mut committer_task).await;
+        // The next term fences this one's producer, but a committer left
+        // running could still be between transactions when the next term
+        // restores state: end it here, so one term's writes never overlap
+        // the next one's restore.
+        if !committer_task.is_finished()
+            && tokio::time::timeout(Duration::from_secs(8), &mut committer_task)
+                .await
+                .is_err()
+        {
+            committer_task.abort();
+            let _ = committer_task.await;
         }
         result
     }

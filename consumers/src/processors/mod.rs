@@ -3,4 +3,5 @@
 pub mod history;
 pub mod normalize;
 pub mod passthrough;
+pub mod pgsink;
 pub mod votes;

@@ -15,21 +15,36 @@ pub struct Passthrough;
 /// The entity topics of the configured entities (every captured set by
 /// default), as the producer names them.
 pub fn entity_inputs(settings: &Settings, topics: &Topics) -> Vec<String> {
-    match &settings.entities {
+    entity_topics(settings, topics)
+        .into_iter()
+        .map(|(_, topic)| topic)
+        .collect()
+}
+
+/// The configured entities (their model names where the model knows
+/// them) with their topics.
+pub fn entity_topics(settings: &Settings, topics: &Topics) -> Vec<(String, String)> {
+    let names: Vec<String> = match &settings.entities {
         Some(list) => list
             .iter()
             .map(|name| {
-                let name = oda_model::entity::entity_set_ci(name)
-                    .map_or(name.as_str(), |s| s.name.as_str());
-                topics.entity(name)
+                oda_model::entity::entity_set_ci(name)
+                    .map_or_else(|| name.clone(), |s| s.name.clone())
             })
             .collect(),
         None => oda_model::entity::entity_sets()
             .iter()
             .filter(|s| s.is_captured_by_default())
-            .map(|s| topics.entity(&s.name))
+            .map(|s| s.name.clone())
             .collect(),
-    }
+    };
+    names
+        .into_iter()
+        .map(|name| {
+            let topic = topics.entity(&name);
+            (name, topic)
+        })
+        .collect()
 }
 
 impl Processor for Passthrough {

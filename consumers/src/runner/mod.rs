@@ -99,6 +99,8 @@ enum SessionError {
     Registry(#[from] DecodeError),
     #[error("the consumer has no group metadata for the transaction")]
     NoGroup,
+    #[error("the processor's store: {0:#}")]
+    Store(anyhow::Error),
 }
 
 /// Runs processor `P` until `shutdown`: the admin server, topics, then
@@ -236,6 +238,10 @@ pub async fn run<P: Processor>(
                     ))),
                 }
             }
+            Err(error @ SessionError::Store(_)) => Err(SessionEnd::Restart {
+                check: "batch",
+                reason: error.to_string(),
+            }),
             Err(error) => Err(SessionEnd::Restart {
                 check: "kafka",
                 reason: error.to_string(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use oda_cdc_core::config::Settings;
+use oda_cdc_core::config::{ConfigError, Settings};
 use oda_cdc_core::config::TopicClass;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::TopicSpec;
@@ -147,6 +147,12 @@ pub trait Processor: Send + Sized + 'static {
     /// after a table changed); `None`: only batches of records.
     const TICK: Option<Duration> = None;
 
+    /// Settings this processor needs beyond the common ones, checked
+    /// before anything starts: a missing or bad one exits 2 naming its key.
+    fn check_settings(_settings: &Settings) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
     /// The topics to read.
     fn inputs(settings: &Settings, topics: &Topics) -> Vec<String>;
 
@@ -203,6 +209,34 @@ pub trait Processor: Send + Sized + 'static {
     /// [`Processor::output_topics`].
     fn flush(&mut self) -> Vec<Output> {
         Vec::new()
+    }
+
+    /// Whether the processor keeps its input positions in its own store,
+    /// written in the same transaction there as the batch's effects (a
+    /// database sink). The runner then seeks every assigned partition to
+    /// [`Processor::stored_positions`], hands each batch to
+    /// [`Processor::store`] after its dead letters are acknowledged, and
+    /// commits the group's offsets only for lag tools to read.
+    const STORES_POSITIONS: bool = false;
+
+    /// The next offset to read of each partition just assigned, as the
+    /// processor's store holds it; a partition it has never seen is left
+    /// out (read from the beginning).
+    fn stored_positions(
+        &mut self,
+        _partitions: &[(String, i32)],
+    ) -> impl Future<Output = anyhow::Result<HashMap<(String, i32), i64>>> + Send {
+        async { Ok(HashMap::new()) }
+    }
+
+    /// Makes the records processed since the last call durable together
+    /// with `next`, the next offset to read per partition, in one
+    /// transaction of the processor's store.
+    fn store(
+        &mut self,
+        _next: &HashMap<(String, i32), i64>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
     }
 
     /// A batch was committed; `written` holds, per topic and partition, the

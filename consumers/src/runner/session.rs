@@ -10,7 +10,8 @@ use std::time::Duration;
 use oda_cdc_core::config::Delivery;
 use oda_cdc_core::kafka::{LogContext, RecordLimits, is_fenced, transactional_producer};
 use oda_cdc_core::shutdown::CancellationToken;
-use rdkafka::Offset;
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
@@ -19,7 +20,7 @@ use super::context::RunnerContext;
 use super::handle::{Targets, handle};
 use super::membership::SESSION_TIMEOUT_MS;
 use super::processor::{Processor, Unusable};
-use super::write::{Outgoing, Writer, write};
+use super::write::{Outgoing, Writer, write, write_then_store};
 use super::{
     LINGER, MAX_BATCH, PRODUCER_TUNING, RETRY_BUDGET, SessionError, Shared, TRANSACTION_TIMEOUT,
 };
@@ -34,7 +35,14 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
             SessionError::Open(error)
         }
     })?;
-    let writer = match shared.delivery {
+    // A processor that stores its positions is exactly-once through its
+    // own store; its dead letters are only acknowledged (at least once).
+    let delivery = if P::STORES_POSITIONS {
+        Delivery::AtLeastOnce
+    } else {
+        shared.delivery
+    };
+    let writer = match delivery {
         Delivery::ExactlyOnce => Writer::Transactional(
             transactional_producer(
                 &settings.kafka,
@@ -118,6 +126,18 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
                 .await
                 .map_err(SessionError::Assigned)?;
             told = Some(rebalances);
+            if P::STORES_POSITIONS {
+                let stored = processor
+                    .stored_positions(&assignment)
+                    .await
+                    .map_err(SessionError::Store)?;
+                seek_to_stored(&consumer, &assignment, &stored).await?;
+                // The batch in hand was read from the group's offsets.
+                continue;
+            }
+        }
+        if P::STORES_POSITIONS && batch.is_empty() {
+            continue;
         }
         let mut outgoing = Vec::with_capacity(batch.len());
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
@@ -157,7 +177,11 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
         if outgoing.is_empty() && offsets.is_empty() {
             continue;
         }
-        let written = write(shared, &writer, &consumer, outgoing, &offsets).await;
+        let written = if P::STORES_POSITIONS {
+            write_then_store(&writer, &consumer, &mut processor, outgoing, &offsets).await
+        } else {
+            write(shared, &writer, &consumer, outgoing, &offsets).await
+        };
         match written {
             Ok(written) => {
                 processor.committed(&written);
@@ -190,6 +214,59 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
     }
     consumer.unsubscribe();
     tracing::info!("Processor stopped; offsets committed.");
+    Ok(())
+}
+
+/// How long a seek may wait for a partition just assigned to be ready.
+const SEEK_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Moves every assigned partition to the position the processor stored
+/// (the beginning when it stored none), instead of the group's offset.
+async fn seek_to_stored(
+    consumer: &Arc<StreamConsumer<RunnerContext>>,
+    assignment: &[(String, i32)],
+    stored: &HashMap<(String, i32), i64>,
+) -> Result<(), SessionError> {
+    let started = tokio::time::Instant::now();
+    let mut pending: Vec<&(String, i32)> = assignment.iter().collect();
+    while !pending.is_empty() {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in &pending {
+            let offset = stored
+                .get(&(topic.clone(), *partition))
+                .map_or(Offset::Beginning, |at| Offset::Offset(*at));
+            list.add_partition_offset(topic, *partition, offset)?;
+        }
+        let seeker = Arc::clone(consumer);
+        let sought = tokio::task::spawn_blocking(move || {
+            seeker.seek_partitions(list, Timeout::After(Duration::from_secs(10)))
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)??;
+        let mut again = Vec::new();
+        for element in sought.elements() {
+            match element.error() {
+                Ok(()) => {}
+                // Assigned, but its fetcher is not started yet.
+                Err(KafkaError::OffsetFetch(RDKafkaErrorCode::State))
+                    if started.elapsed() < SEEK_PATIENCE =>
+                {
+                    if let Some(key) = pending
+                        .iter()
+                        .find(|(t, p)| t == element.topic() && *p == element.partition())
+                    {
+                        again.push(*key);
+                    }
+                }
+                Err(error) => return Err(SessionError::Kafka(error)),
+            }
+        }
+        pending = again;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tracing::debug!(partitions = assignment.len(), "Positions restored from the store.");
     Ok(())
 }
 

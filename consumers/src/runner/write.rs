@@ -16,6 +16,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::RunnerContext;
+use super::processor::Processor;
 use super::session::fenced_or;
 use super::{SessionError, Shared, TRANSACTION_TIMEOUT};
 
@@ -110,6 +111,34 @@ pub(super) async fn write(
             Ok(written)
         }
     }
+}
+
+/// Writes a batch of a processor that stores its own positions: dead
+/// letters and outputs acknowledged first, then the processor's store
+/// takes the batch with `offsets` in one transaction of its own; the
+/// group's offsets follow, only for lag tools (the store's positions are
+/// the ones read back).
+pub(super) async fn write_then_store<P: Processor>(
+    writer: &Writer,
+    consumer: &Arc<StreamConsumer<RunnerContext>>,
+    processor: &mut P,
+    outgoing: Vec<Outgoing>,
+    offsets: &HashMap<(String, i32), i64>,
+) -> Result<Written, SessionError> {
+    let written = send_all(writer.producer(), outgoing)
+        .await
+        .map_err(SessionError::Refused)?;
+    processor.store(offsets).await.map_err(SessionError::Store)?;
+    let mut positions = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        positions.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    if positions.count() > 0
+        && let Err(error) = consumer.commit(&positions, CommitMode::Async)
+    {
+        tracing::debug!(%error, "Committing the group's offsets (for lag tools) failed.");
+    }
+    Ok(written)
 }
 
 /// Sends every record and waits for every acknowledgement; a failure

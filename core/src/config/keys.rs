@@ -63,6 +63,8 @@ pub const KEYS: &[Key] = &[
     key("consumer.delivery", KeyKind::Text),
     key("consumer.dlq_topic", KeyKind::Text),
     key("consumer.max_retries", KeyKind::Integer),
+    key("postgres.url", KeyKind::Text),
+    key("postgres.schema", KeyKind::Text),
     key("metrics.addr", KeyKind::Text),
     key("log.format", KeyKind::Text),
     key("topics.entity.replication_factor", KeyKind::Integer),
@@ -85,6 +87,7 @@ pub(crate) const KAFKA_PROPERTIES: &str = "kafka.properties";
 pub(crate) const ENV_ALIASES: &[(&str, &str)] = &[
     ("KAFKA_BROKERS", "kafka.brokers"),
     ("SCHEMA_REGISTRY_URL", "schema_registry.url"),
+    ("DATABASE_URL", "postgres.url"),
     ("ODA_BASE_URL", "source.base_url"),
     ("POLL_INTERVAL", "poll.interval"),
     ("METRICS_ADDR", "metrics.addr"),

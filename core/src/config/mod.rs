@@ -123,6 +123,9 @@ pub struct Settings {
     pub producer: ProducerSettings,
     #[serde(default)]
     pub consumer: ConsumerSettings,
+    /// The database of `oda-pg-sink`.
+    #[serde(default)]
+    pub postgres: PostgresSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
     #[serde(default)]
@@ -455,6 +458,63 @@ pub struct ConsumerSettings {
     pub max_retries: Option<u32>,
 }
 
+/// Where `oda-pg-sink` mirrors the topics.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// A libpq connection string (`postgres://user@host/db` or
+    /// `host=… dbname=…`); it may hold a password, so it is a secret.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// The schema that holds the mirrored tables.
+    #[serde(default = "default_postgres_schema")]
+    pub schema: String,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            schema: default_postgres_schema(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &self.url.as_ref().map(|_| "***"))
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+fn default_postgres_schema() -> String {
+    "oda".to_owned()
+}
+
+/// Whether `text` has the shape of a libpq connection string: a
+/// `postgres://` or `postgresql://` URL, or `key=value` pairs.
+fn is_conninfo(text: &str) -> bool {
+    let text = text.trim();
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        return reqwest::Url::parse(text).is_ok();
+    }
+    !text.is_empty()
+        && text.split_whitespace().all(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(key, _)| !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        })
+}
+
+/// A schema name used unquoted in SQL: lowercase, a letter or `_` first.
+fn is_plain_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.len() <= 63
+}
+
 /// The admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -550,6 +610,22 @@ impl Settings {
             return Err(invalid(
                 "producer.failover_timeout",
                 "must be between 6s (Kafka's group.min.session.timeout.ms) and 5m",
+            ));
+        }
+        if let Some(url) = &self.postgres.url
+            && !is_conninfo(url.expose())
+        {
+            return Err(invalid(
+                "postgres.url",
+                "is not a libpq connection string (postgres://user@host:port/db, or key=value \
+                 pairs)",
+            ));
+        }
+        if !is_plain_identifier(&self.postgres.schema) {
+            return Err(invalid(
+                "postgres.schema",
+                "must be a plain SQL identifier: lowercase letters, digits and `_`, a letter or \
+                 `_` first, at most 63 bytes",
             ));
         }
         self.topics

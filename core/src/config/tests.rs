@@ -470,3 +470,34 @@ fn failover_timeout_defaults_to_ten_seconds_and_is_bounded() {
         assert!(error.contains("producer.failover_timeout"), "{error}");
     }
 }
+
+#[test]
+fn postgres_url_comes_from_database_url_and_bad_values_name_their_key() {
+    let s = load("", &[], &[]).expect("defaults");
+    assert!(s.postgres.url.is_none());
+    assert_eq!(s.postgres.schema, "oda");
+
+    let url = "postgres://sink:hunter2@db.internal:5433/parliament";
+    let s = load("", &[("DATABASE_URL", url)], &[]).expect("a URL");
+    assert_eq!(s.postgres.url.as_ref().map(Secret::expose), Some(url));
+    assert!(
+        !format!("{s:?}").contains("hunter2"),
+        "the URL may carry a password and must not be shown"
+    );
+    let s = load("", &[], &[("postgres.url", "host=/run/db dbname=oda user=sink")])
+        .expect("key=value pairs");
+    assert!(s.postgres.url.is_some());
+
+    for (key, value) in [
+        ("postgres.url", "mysql://x@y/z"),
+        ("postgres.url", "just words"),
+        ("postgres.schema", "Oda"),
+        ("postgres.schema", "oda; drop table x"),
+        ("postgres.schema", ""),
+    ] {
+        match load("", &[], &[(key, value)]) {
+            Err(ConfigError::InvalidValue { key: named, .. }) => assert_eq!(named, key, "{value}"),
+            other => panic!("{key} = {value:?} was accepted: {other:?}"),
+        }
+    }
+}
