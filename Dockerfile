@@ -4,9 +4,9 @@
 #
 # - the default target, `runtime`: the services only — oda-producer (the
 #   entrypoint), oda-normalize, oda-votes, oda-history, oda-passthrough,
-#   oda-replay — and oda-healthcheck, the health check. No simulator, no
-#   curl, no shell tools beyond Debian's base. Pick a binary with
-#   `--entrypoint` (docker) or `command:` (Kubernetes, compose).
+#   oda-pg-sink, oda-replay — and oda-healthcheck, the health check. No
+#   simulator, no curl, no shell tools beyond Debian's base. Pick a binary
+#   with `--entrypoint` (docker) or `command:` (Kubernetes, compose).
 # - `--target sim`: oda-sim, the stand-in for the ODA API, for tests and
 #   the offline compose profile. Never deployed beside production.
 #
@@ -46,7 +46,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out/services /out/sim \
  && cp target/release/oda-producer target/release/oda-normalize \
        target/release/oda-votes target/release/oda-history target/release/oda-passthrough \
-       target/release/oda-replay target/release/oda-healthcheck /out/services/ \
+       target/release/oda-pg-sink target/release/oda-replay target/release/oda-healthcheck \
+       /out/services/ \
  && cp target/release/oda-sim /out/sim/
 
 # --- base: what every image runs on ----------------------------------------
@@ -87,9 +88,11 @@ COPY --from=builder /out/services/ /usr/local/bin/
 
 # Admin ports (/metrics, /healthz, /readyz): oda-producer 9464,
 # oda-normalize 9465, oda-votes 9466, oda-passthrough 9467, oda-history
-# 9468. Each binary listens on 127.0.0.1 unless METRICS_ADDR says otherwise: set
-# METRICS_ADDR=0.0.0.0:<port> in a container.
-EXPOSE 9464 9465 9466 9467 9468
+# 9468, oda-pg-sink 9469. Each binary listens on 127.0.0.1 unless
+# METRICS_ADDR says otherwise: set METRICS_ADDR=0.0.0.0:<port> in a
+# container. oda-pg-sink talks to PostgreSQL over plain TCP (tokio-postgres,
+# no libpq): it needs no package beyond these.
+EXPOSE 9464 9465 9466 9467 9468 9469
 
 # ADMIN_PORT tells the health check which admin port this container's
 # binary serves (set it with METRICS_ADDR for the processors); it reads the

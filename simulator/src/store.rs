@@ -122,6 +122,28 @@ impl Table {
         }
     }
 
+    /// Adds a nullable text field after the others (ODA adding a column):
+    /// every row gets it as null. The set is copied (and kept for the
+    /// rest of the process: a simulator adds a handful at most).
+    pub fn add_text_field(&mut self, name: &str) {
+        if self.field_index(name).is_some() {
+            return;
+        }
+        let mut set = self.set.clone();
+        set.fields.push(oda_model::entity::Field {
+            name: name.to_owned(),
+            edm: EdmType::String,
+            nullable: true,
+            key: false,
+        });
+        self.set = Box::leak(Box::new(set));
+        for row in self.rows.values_mut() {
+            let mut cells = std::mem::take(&mut row.cells).into_vec();
+            cells.push(Cell::Null);
+            row.cells = cells.into_boxed_slice();
+        }
+    }
+
     /// A uniformly random id, or `None` for an empty table.
     pub fn random_id(&self, rng: &mut impl rand::Rng) -> Option<i32> {
         if self.id_list.is_empty() {

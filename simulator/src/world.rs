@@ -57,6 +57,11 @@ pub struct MutationRequest {
     /// Stamp the batch this far before the sim clock (a late commit).
     #[serde(default)]
     pub backdate: Option<String>,
+    /// The entity set gains a text field of this name, as ODA adds a
+    /// column: every row serves it from now on, null until a change
+    /// fills it; the rows this request inserts or updates get a value.
+    #[serde(default)]
+    pub new_field: Option<String>,
 }
 
 /// Why a mutation was refused.
@@ -105,6 +110,18 @@ fn inflated(id: i32, bytes: usize) -> String {
     text
 }
 
+/// Gives the fields a `new_field` request added (those after the
+/// model's) a value, as a source that started filling its new column.
+fn fill_added_fields(set: &oda_model::entity::EntitySet, cells: &mut [Cell], id: i32, seq: usize) {
+    let known =
+        oda_model::entity::entity_set(&set.name).map_or(set.fields.len(), |m| m.fields.len());
+    for (i, field) in set.fields.iter().enumerate().skip(known) {
+        if let Some(cell) = cells.get_mut(i) {
+            *cell = Cell::Str(format!("{}-{id}-{seq}", field.name).into());
+        }
+    }
+}
+
 impl World {
     pub fn new(config: &GenConfig) -> Self {
         let mut store = Store::new();
@@ -140,6 +157,11 @@ impl World {
             Some(text) => humantime::parse_duration(text)
                 .map_err(|_| MutationError::Backdate(text.to_owned()))?,
         };
+        if let Some(field) = &request.new_field
+            && let Some(table) = self.store.table_mut(&entity.name)
+        {
+            table.add_text_field(field);
+        }
         let from = self.next_seq();
         let shared = request.same_timestamp.then(|| self.stamp(clock, backdate));
         let plan = [
@@ -257,6 +279,7 @@ impl World {
                 };
                 if change == Change::Update {
                     self.change_content(set, &mut row.cells, id);
+                    fill_added_fields(set, &mut row.cells, id, self.log.len());
                 }
                 if change == Change::Retype
                     && let Some(i) = set.fields.iter().skip(1).position(|f| {

@@ -14,7 +14,11 @@
 - and what compose would not notice until `up`: bind-mounted files and the
   build context exist in the repository, and the services built from the
   Dockerfile run binaries (entrypoints, health checks) their target stage
-  holds, and a build target is a stage of the Dockerfile.
+  holds, and a build target is a stage of the Dockerfile;
+- and what would only show in Prometheus: every oda-cdc service with an
+  admin port (METRICS_ADDR) has ADMIN_PORT and its health check on that
+  port, and a scrape job of the prometheus.yml the prometheus service
+  mounts targets `<service>:<port>`.
 
     python tests/deploy/check_compose.py SCHEMA [--self-test]
 """
@@ -255,6 +259,54 @@ def check_consistency(model, project_dir):
         raise Invalid("inconsistent Compose file:\n  " + "\n  ".join(problems))
 
 
+def _port(addr):
+    match = re.fullmatch(r".*:(\d+)", str(addr))
+    return match.group(1) if match else None
+
+
+def scrape_targets(model, project_dir):
+    """The targets of the prometheus.yml the prometheus service mounts; None
+    without such a service or mount."""
+    service = (model.get("services") or {}).get("prometheus") or {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str) and volume.split(":")[1:2] == ["/etc/prometheus/prometheus.yml"]:
+            config = yaml.safe_load((project_dir / volume.split(":")[0]).read_text(encoding="utf-8")) or {}
+            return {
+                target
+                for job in config.get("scrape_configs") or []
+                for static in job.get("static_configs") or []
+                for target in static.get("targets") or []
+            }
+    return None
+
+
+def check_admin_ports(model, project_dir):
+    """Each oda-cdc service's admin port: its health check and Prometheus
+    look at the port it serves."""
+    targets = scrape_targets(model, project_dir)
+    problems = []
+    for name, service in (model.get("services") or {}).items():
+        env = service.get("environment") or {}
+        if not service.get("build") or not isinstance(env, dict) or "METRICS_ADDR" not in env:
+            continue
+        where = f"services.{name}"
+        port = _port(env["METRICS_ADDR"])
+        if port is None:
+            problems.append(f"{where}: METRICS_ADDR {env['METRICS_ADDR']!r} names no port")
+            continue
+        if str(env.get("ADMIN_PORT", port)) != port:
+            problems.append(f"{where}: ADMIN_PORT {env['ADMIN_PORT']} is not the admin port {port} (METRICS_ADDR)")
+        test = (service.get("healthcheck") or {}).get("test")
+        urls = [w for w in test if str(w).startswith("http")] if isinstance(test, list) else []
+        for url in urls:
+            if not re.match(rf"https?://[^/]+:{port}/", url):
+                problems.append(f"{where}.healthcheck: {url} is not on the admin port {port}")
+        if targets is not None and f"{name}:{port}" not in targets:
+            problems.append(f"{where}: no scrape job of prometheus.yml targets {name}:{port}")
+    if problems:
+        raise Invalid("admin ports:\n  " + "\n  ".join(problems))
+
+
 def check(text, schema, project_dir=ROOT):
     raw = yaml.safe_load(text)  # resolves anchors and `<<` merge keys, as compose-go does
     if not isinstance(raw, dict):
@@ -262,6 +314,7 @@ def check(text, schema, project_dir=ROOT):
     model = interpolate_tree(raw, {})
     check_schema(model, schema)
     check_consistency(model, project_dir)
+    check_admin_ports(model, project_dir)
     return model
 
 
@@ -306,6 +359,12 @@ def self_test(schema_path):
         "a healthcheck test without CMD": mutated(lambda m: services(m)["registry"]["healthcheck"].update(test=["curl", "-f", "x"])),
         "a required variable without value": text.replace("${RUST_LOG:-info}", "${RUST_LOG:?set RUST_LOG}", 1),
         "a bad interpolation": text.replace("${LOG_FORMAT:-text}", "${LOG FORMAT}", 1),
+        "an admin port no scrape job targets": mutated(lambda m: (
+            services(m)["oda-pg-sink"]["environment"].update(METRICS_ADDR="0.0.0.0:9470", ADMIN_PORT="9470"),
+            services(m)["oda-pg-sink"]["healthcheck"].update(test=["CMD", "oda-healthcheck", "http://127.0.0.1:9470/healthz"]))),
+        "a health check on another service's port": mutated(
+            lambda m: services(m)["oda-pg-sink"]["healthcheck"].update(test=["CMD", "oda-healthcheck", "http://127.0.0.1:9468/healthz"])),
+        "ADMIN_PORT unlike METRICS_ADDR": mutated(lambda m: services(m)["oda-pg-sink"]["environment"].update(ADMIN_PORT="9465")),
     }
     for what, broken in cases.items():
         if broken == text:

@@ -12,7 +12,8 @@ and what it renders is checked:
   and volumes exist, the ScaledObject's target and TriggerAuthentication,
   the ServiceMonitor's Services and ports, the ServiceAccount, ConfigMap
   and Secret keys (the Secret is made out of band: base/secret.yaml lists
-  its keys), the images are tagged and run binaries the image has;
+  its keys), the images are tagged and run binaries the image has, and
+  no secret (a password, a database URL) is written into an env value;
 - every patch and image override of a kustomization changes what it
   renders (kustomize itself refuses a strategic-merge patch for a missing
   resource, but silently skips a patch or image whose target matches none);
@@ -57,6 +58,9 @@ UNLISTED = [*HPAS, "base/secret.yaml"]
 CUSTOM = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "KafkaTopic"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass"}
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
+# Environment variables that carry a secret: only from a Secret, never as
+# a value in the manifests (a database URL holds its password).
+SECRET_ENV = re.compile(r"PASSWORD$|^DATABASE_URL$|^ODA_CDC_POSTGRES__URL$")
 
 
 class Invalid(Exception):
@@ -217,6 +221,8 @@ def check_pod_spec(pod, ns, what, by_key, secrets, binaries, problems):
             if isinstance(port, str) and port not in ports:
                 problems.append(f"{where}: {probe} uses port {port!r}, which the container does not name")
         for env in container.get("env") or []:
+            if SECRET_ENV.search(env["name"]) and "value" in env:
+                problems.append(f"{where}: env {env['name']} holds a secret as a literal value: take it from a Secret (valueFrom.secretKeyRef)")
             ref = get(env, "valueFrom.secretKeyRef")
             if ref and not ref.get("optional") and ref["key"] not in secrets.get((ns, ref["name"]), set()):
                 problems.append(f"{where}: env {env['name']}: Secret {ref['name']} has no key {ref['key']} (see base/secret.yaml)")
@@ -635,6 +641,11 @@ def self_test(kustomize):
             k, "Deployment", "oda-producer", [{"op": "replace", "path": "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/key", "value": "kafka-user"}])),
         "a prod config that is not TOML": prod(lambda k: add_patch(
             k, "ConfigMap", "oda-cdc-config", [{"op": "replace", "path": "/data/oda-cdc.toml", "value": "format = avro\n"}])),
+        "a database URL written into the manifest": dev(lambda k: add_patch(
+            k, "StatefulSet", "oda-pg-sink", [{"op": "replace", "path": "/spec/template/spec/containers/0/env/3",
+                                               "value": {"name": "DATABASE_URL", "value": "postgres://oda:secret@db:5432/oda"}}])),
+        "the sink's database URL from a Secret key secret.yaml lacks": dev(lambda k: add_patch(
+            k, "StatefulSet", "oda-pg-sink", [{"op": "replace", "path": "/spec/template/spec/containers/0/env/3/valueFrom/secretKeyRef/key", "value": "url"}])),
         "a producer without a standby": dev(lambda k: add_patch(
             k, "Deployment", "oda-producer", [{"op": "replace", "path": "/spec/replicas", "value": 1}])),
         "a producer PDB that blocks every drain": dev(lambda k: add_patch(

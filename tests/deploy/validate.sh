@@ -10,7 +10,8 @@
 #   tests/deploy/hadolint.yaml; the image's build against the cargo
 #   workspace and .dockerignore (check_docker.py);
 # - docker-compose.yml against the Compose specification's JSON schema and
-#   compose-go's consistency checks (check_compose.py);
+#   compose-go's consistency checks, and each service's admin port against
+#   its health check and the scrape config (check_compose.py);
 # - kustomize: the base, the topics and both overlays rendered; core kinds
 #   strictly against their schemas, custom resources' required fields,
 #   references between resources, KafkaTopics against the entity model
@@ -76,6 +77,13 @@ alert_tests_refuse "lag summed across consumer groups" \
     's/sum by (job, topic) (oda_cdc_consumer_lag)/sum by (topic) (oda_cdc_consumer_lag)/'
 alert_tests_refuse "a processor stalled by another's lag" \
     's/ and on(job) sum by (job) (oda_cdc_consumer_lag)/ and on() sum(oda_cdc_consumer_lag)/'
+# And oda-pg-sink's: another processor's lag taken for the sink's, and the
+# producer's records matched by job (never the sink's), which leaves a sink
+# without its database, and so without lag to report, never called stuck.
+alert_tests_refuse "the sink's lag summed with other processors'" \
+    's/sum by (job) (oda_cdc_consumer_lag{job="oda-pg-sink"})/sum by (job) (oda_cdc_consumer_lag)/'
+alert_tests_refuse "a sink without its database never stuck" \
+    's/and on() sum(increase(oda_cdc_records_published_total\[15m\])) > 0/and on(job) sum by (job) (increase(oda_cdc_records_published_total[15m])) > 0/'
 
 echo "files: YAML, the dashboard JSON"
 "$PYTHON" tests/deploy/check_files.py

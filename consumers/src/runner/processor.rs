@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use oda_cdc_core::config::{ConfigError, Settings};
 use oda_cdc_core::config::TopicClass;
+use oda_cdc_core::config::{ConfigError, Settings};
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::TopicSpec;
 use oda_cdc_core::shutdown::CancellationToken;

@@ -10,11 +10,11 @@ use std::time::Duration;
 use oda_cdc_core::config::Delivery;
 use oda_cdc_core::kafka::{LogContext, RecordLimits, is_fenced, transactional_producer};
 use oda_cdc_core::shutdown::CancellationToken;
-use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::RunnerContext;
 use super::handle::{Targets, handle};
@@ -136,9 +136,6 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
                 continue;
             }
         }
-        if P::STORES_POSITIONS && batch.is_empty() {
-            continue;
-        }
         let mut outgoing = Vec::with_capacity(batch.len());
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
         let mut retry_budget = RETRY_BUDGET;
@@ -157,7 +154,21 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
                 message.offset() + 1,
             );
         }
-        if batch.is_empty() {
+        if P::STORES_POSITIONS {
+            // Past the transaction markers that follow the batch: the
+            // stored position then equals the partition's end once the
+            // input is quiet (the records themselves end one short of it).
+            for (key, at) in current_positions(&consumer)? {
+                if let Some(next) = offsets.get_mut(&key) {
+                    *next = (*next).max(at);
+                } else if batch.is_empty() {
+                    offsets.insert(key, at);
+                }
+            }
+            if offsets.is_empty() {
+                continue;
+            }
+        } else if batch.is_empty() {
             // A tick: its transaction re-sends the positions it holds (the
             // committed offsets), so the broker checks the group's
             // generation and fences an instance that lost its partitions
@@ -266,7 +277,10 @@ async fn seek_to_stored(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    tracing::debug!(partitions = assignment.len(), "Positions restored from the store.");
+    tracing::debug!(
+        partitions = assignment.len(),
+        "Positions restored from the store."
+    );
     Ok(())
 }
 

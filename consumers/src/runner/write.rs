@@ -128,7 +128,10 @@ pub(super) async fn write_then_store<P: Processor>(
     let written = send_all(writer.producer(), outgoing)
         .await
         .map_err(SessionError::Refused)?;
-    processor.store(offsets).await.map_err(SessionError::Store)?;
+    processor
+        .store(offsets)
+        .await
+        .map_err(SessionError::Store)?;
     let mut positions = TopicPartitionList::new();
     for ((topic, partition), offset) in offsets {
         positions.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;

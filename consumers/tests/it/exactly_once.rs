@@ -9,7 +9,9 @@ use oda_cdc_testkit::{create_topic, free_port, read_topic, unique};
 use oda_model::topics::Topics;
 use rand::Rng;
 
-use crate::harness::{Fixture, assert_each_once, event, outputs_for_keys, processor, produce, sag};
+use crate::harness::{
+    Fixture, assert_each_once, event, outputs_for_keys, processed, processor, produce, sag,
+};
 
 const RECORDS: i64 = 100_000;
 const KILLS: usize = 20;
@@ -25,29 +27,6 @@ fn spawn(prefix: &str, group: &str, port: u16) -> Child {
     .env("ODA_CDC_ENTITIES", "Sag")
     .spawn()
     .expect("oda-passthrough starts")
-}
-
-/// Waits until this life has processed `records` records (or 10 s pass,
-/// when the backlog is gone).
-async fn processed(port: u16, records: u64) {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(response) = http.get(&url).send().await
-            && let Ok(text) = response.text().await
-        {
-            let done: u64 = text
-                .lines()
-                .filter(|l| l.starts_with("oda_cdc_consumer_records_total"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum();
-            if done >= records {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

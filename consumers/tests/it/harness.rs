@@ -217,3 +217,65 @@ pub(crate) fn logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// Waits until this life has processed `records` records (or 10 s pass,
+/// when the backlog is gone).
+pub(crate) async fn processed(port: u16, records: u64) {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(response) = http.get(&url).send().await
+            && let Ok(text) = response.text().await
+        {
+            let done: u64 = text
+                .lines()
+                .filter(|l| l.starts_with("oda_cdc_consumer_records_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            if done >= records {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// An in-process oda-sim on a free port.
+pub(crate) async fn start_sim(scale: usize, seed: u64) -> oda_sim::RunningSim {
+    oda_sim::start(
+        oda_sim::SimConfig {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            scale,
+            seed,
+            ..oda_sim::SimConfig::default()
+        },
+        oda_cdc_core::shutdown::CancellationToken::new(),
+    )
+    .await
+    .expect("sim")
+}
+
+/// Settings of a producer that captures `entities` from the simulator at
+/// `base` under `prefix`, polling every 500 ms without a rate limit.
+pub(crate) fn producer_settings(
+    prefix: &str,
+    base: &str,
+    entities: &[&str],
+    format: oda_cdc_core::config::Format,
+) -> Settings {
+    let mut produce = Settings {
+        kafka: kafka(),
+        schema_registry: oda_cdc_testkit::registry(),
+        format,
+        ..Settings::default()
+    };
+    produce.kafka.topic_prefix = prefix.to_owned();
+    produce.source.base_url = base.to_owned();
+    produce.entities = Some(entities.iter().map(|e| (*e).to_owned()).collect());
+    produce.poll.interval = oda_cdc_core::config::HumanDuration::from(Duration::from_millis(500));
+    produce.http.rate_limit = 0.0;
+    produce.producer.transactional_id = unique(&format!("{prefix}-producer"));
+    produce.metrics.addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    produce
+}

@@ -9,6 +9,7 @@ mod missing_inputs;
 mod normalize;
 mod observability;
 mod oversize;
+mod pg_sink;
 mod rebalance;
 mod registry_outage;
 mod replay;

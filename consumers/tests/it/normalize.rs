@@ -3,21 +3,19 @@
 //! names the source's lookup sets hold.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use oda_cdc_core::config::{Delivery, Format, HumanDuration, Settings};
+use oda_cdc_core::config::{Delivery, Format};
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_cdc_testkit::{kafka, registry, unique};
+use oda_cdc_testkit::{registry, unique};
 use oda_consumers::processors::normalize::Normalize;
 use oda_consumers::runner::{self, RunOptions};
 use oda_model::topics::Topics;
 use oda_producer::RunOptions as ProducerOptions;
 use oda_producer::StartFrom;
-use oda_sim::SimConfig;
 use serde_json::Value;
 
-use crate::harness::{logs, read_at_least, settings};
+use crate::harness::{logs, producer_settings, read_at_least, settings, start_sim};
 
 /// `id → label` of a small lookup set, straight from the simulator.
 async fn lookup(
@@ -45,17 +43,7 @@ async fn lookup(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn normalize_resolves_lookups_in_what_the_producer_writes() {
     logs();
-    let sim = oda_sim::start(
-        SimConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            scale: 1_000,
-            seed: 5,
-            ..SimConfig::default()
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .expect("sim");
+    let sim = start_sim(1_000, 5).await;
     let base = sim.base_url();
     let http = reqwest::Client::new();
     let status = lookup(&http, &base, "Sagsstatus", "status").await;
@@ -76,19 +64,12 @@ async fn normalize_resolves_lookups_in_what_the_producer_writes() {
 
     // The producer, Avro, captures Sag and its two lookup sets.
     let prefix = unique("it-norm");
-    let mut produce = Settings {
-        kafka: kafka(),
-        schema_registry: registry(),
-        format: Format::Avro,
-        ..Settings::default()
-    };
-    produce.kafka.topic_prefix = prefix.clone();
-    produce.source.base_url = base.clone();
-    produce.entities = Some(vec!["Sagsstatus".into(), "Sagstype".into(), "Sag".into()]);
-    produce.poll.interval = HumanDuration::from(Duration::from_millis(500));
-    produce.http.rate_limit = 0.0;
-    produce.producer.transactional_id = unique("it-norm-producer");
-    produce.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let produce = producer_settings(
+        &prefix,
+        &base,
+        &["Sagsstatus", "Sagstype", "Sag"],
+        Format::Avro,
+    );
     let stop_producer = CancellationToken::new();
     let producer_task = tokio::spawn(oda_producer::run(
         produce,

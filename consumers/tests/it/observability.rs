@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use oda_cdc_core::config::{Delivery, HumanDuration, Settings};
+use oda_cdc_core::secret::Secret;
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_cdc_testkit::{free_port, kafka, unique};
 use oda_consumers::processors::normalize::Normalize;
+use oda_consumers::processors::pgsink::PgSink;
 use oda_consumers::runner::{self, RunOptions};
 use oda_producer::RunOptions as ProducerOptions;
 use oda_producer::StartFrom;
@@ -127,12 +129,29 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
         stop.clone(),
     ));
 
-    // Until both have worked (lag comes with librdkafka's statistics).
+    // The PostgreSQL sink exports metrics of its own.
+    let sink_port = free_port();
+    let mut sink = settings(&prefix, &["Sag"], Delivery::ExactlyOnce);
+    sink.metrics.addr = Some(SocketAddr::from(([127, 0, 0, 1], sink_port)));
+    sink.postgres.url = Some(Secret::new(std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must name the test database (scripts/test and scripts/stack set it)",
+    )));
+    sink.postgres.schema = unique("it_metrics").replace('-', "_");
+    let sink_task = tokio::spawn(runner::run::<PgSink>(
+        sink,
+        RunOptions {
+            instance: "it".into(),
+        },
+        stop.clone(),
+    ));
+
+    // Until all have worked (lag comes with librdkafka's statistics).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut families;
     loop {
         families = exported(&scrape(producer_port).await);
         families.extend(exported(&scrape(processor_port).await));
+        families.extend(exported(&scrape(sink_port).await));
         if wanted.is_subset(&families) || tokio::time::Instant::now() > deadline {
             break;
         }
@@ -141,6 +160,7 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
     stop.cancel();
     producer_task.await.expect("join").expect("producer ran");
     processor_task.await.expect("join").expect("processor ran");
+    sink_task.await.expect("join").expect("sink ran");
     let missing: Vec<&String> = wanted.difference(&families).collect();
     assert!(
         missing.is_empty(),

@@ -502,15 +502,18 @@ fn is_conninfo(text: &str) -> bool {
     }
     !text.is_empty()
         && text.split_whitespace().all(|pair| {
-            pair.split_once('=')
-                .is_some_and(|(key, _)| !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            pair.split_once('=').is_some_and(|(key, _)| {
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
         })
 }
 
 /// A schema name used unquoted in SQL: lowercase, a letter or `_` first.
 fn is_plain_identifier(name: &str) -> bool {
     let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && name.len() <= 63
 }

@@ -484,8 +484,12 @@ fn postgres_url_comes_from_database_url_and_bad_values_name_their_key() {
         !format!("{s:?}").contains("hunter2"),
         "the URL may carry a password and must not be shown"
     );
-    let s = load("", &[], &[("postgres.url", "host=/run/db dbname=oda user=sink")])
-        .expect("key=value pairs");
+    let s = load(
+        "",
+        &[],
+        &[("postgres.url", "host=/run/db dbname=oda user=sink")],
+    )
+    .expect("key=value pairs");
     assert!(s.postgres.url.is_some());
 
     for (key, value) in [

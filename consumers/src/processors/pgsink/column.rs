@@ -182,7 +182,10 @@ mod tests {
         assert_eq!(SqlType::infer(&json!(null)), None);
         assert_eq!(SqlType::infer(&json!(3)), Some(SqlType::BigInt));
         assert_eq!(SqlType::infer(&json!(3.5)), Some(SqlType::Double));
-        assert_eq!(SqlType::infer(&json!("2025-01-01T00:00:00")), Some(SqlType::Text));
+        assert_eq!(
+            SqlType::infer(&json!("2025-01-01T00:00:00")),
+            Some(SqlType::Text)
+        );
         assert_eq!(SqlType::infer(&json!({"a": 1})), Some(SqlType::Jsonb));
     }
 

@@ -29,7 +29,9 @@ impl PgMetrics {
             registry,
             "oda_cdc_pg_batch_duration_seconds",
             "Time one batch's database transaction took (rows and offsets together).",
-            vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
             &[],
         )?;
         let metrics = PgMetrics {
@@ -48,6 +50,17 @@ impl PgMetrics {
             batch_duration: durations.with_label_values(&[] as &[&str]),
         };
         Ok(METRICS.get_or_init(|| metrics))
+    }
+
+    /// Creates each table's series at zero, so alerts and `increase()`
+    /// see the first row.
+    pub(crate) fn prime<'a>(&self, tables: impl Iterator<Item = &'a str>) {
+        for table in tables {
+            for op in ["upsert", "delete"] {
+                self.rows.with_label_values(&[table, op]);
+            }
+            self.columns.with_label_values(&[table]);
+        }
     }
 
     pub(crate) fn count(&self, applied: &Applied) {

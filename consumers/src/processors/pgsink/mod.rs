@@ -21,6 +21,7 @@ mod table;
 mod views;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use oda_cdc_core::config::{ConfigError, Origin, Settings};
 use oda_cdc_core::health::Health;
@@ -98,6 +99,9 @@ impl Processor for PgSink {
     const NAME: &'static str = "oda-pg-sink";
     const METRICS_PORT: u16 = 9469;
     const STORES_POSITIONS: bool = true;
+    /// An idle sink still moves its stored offsets past the transaction
+    /// markers that end the input, so they equal the partitions' ends.
+    const TICK: Option<Duration> = Some(Duration::from_secs(1));
 
     fn inputs(settings: &Settings, topics: &Topics) -> Vec<String> {
         entity_inputs(settings, topics)
@@ -132,6 +136,7 @@ impl Processor for PgSink {
         };
         let names: Vec<String> = definitions.iter().map(|t| t.name.clone()).collect();
         let tables = store.catalog(&names).await?;
+        metrics.prime(names.iter().map(String::as_str));
         context.health.set_ok(HEALTH_CHECK);
         tracing::info!(
             tables = tables.len(),

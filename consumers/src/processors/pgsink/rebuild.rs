@@ -79,7 +79,7 @@ pub async fn rebuild(
         ))
         .await?;
     let mut twin_table = Table::new(&live);
-    if let Some(found) = store::catalog(&store.client, &schema, &[twin.clone()])
+    if let Some(found) = store::catalog(&store.client, &schema, std::slice::from_ref(&twin))
         .await?
         .remove(&twin)
     {
@@ -279,8 +279,9 @@ impl Filler {
         let deadline = Instant::now() + Duration::from_millis(200);
         tokio::task::block_in_place(|| {
             while messages.len() < CHUNK && Instant::now() < deadline {
-                self.reader
-                    .poll(Duration::from_millis(50), &mut |m| messages.push(m.detach()));
+                self.reader.poll(Duration::from_millis(50), &mut |m| {
+                    messages.push(m.detach())
+                });
             }
         });
         messages

@@ -97,7 +97,11 @@ impl Store {
             s = quoted(&schema)
         );
         for table in tables {
-            ddl.push_str(&table_ddl(&qualified(&schema, &table.name), &table.name, table));
+            ddl.push_str(&table_ddl(
+                &qualified(&schema, &table.name),
+                &table.name,
+                table,
+            ));
         }
         tx.batch_execute(&ddl).await?;
         let present: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
@@ -107,7 +111,10 @@ impl Store {
     }
 
     /// The tables' columns as the database has them now.
-    pub(crate) async fn catalog(&self, names: &[String]) -> Result<HashMap<String, Table>, StoreError> {
+    pub(crate) async fn catalog(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, Table>, StoreError> {
         catalog(&self.client, &self.schema, names).await
     }
 
@@ -148,7 +155,10 @@ impl Store {
         let schema = self.schema.clone();
         let tx = self.client.transaction().await?;
         for ((topic, partition), offset) in next {
-            let from = expected.get(&(topic.clone(), *partition)).copied().flatten();
+            let from = expected
+                .get(&(topic.clone(), *partition))
+                .copied()
+                .flatten();
             move_offset(&tx, &schema, topic, *partition, from, *offset).await?;
         }
         let applied = apply(&tx, tables, pending, |t| qualified(&schema, t)).await?;
@@ -250,7 +260,10 @@ pub(crate) async fn apply(
         let target = name(table);
         if !gone.is_empty() {
             client
-                .execute(&format!("DELETE FROM {target} WHERE id = ANY($1)"), &[&gone])
+                .execute(
+                    &format!("DELETE FROM {target} WHERE id = ANY($1)"),
+                    &[&gone],
+                )
                 .await?;
         }
         if !rows.is_empty() {
@@ -262,7 +275,9 @@ pub(crate) async fn apply(
                 .execute(&upsert_sql(&target, known), &[&json])
                 .await?;
         }
-        applied.rows.push((table.to_owned(), rows.len(), gone.len()));
+        applied
+            .rows
+            .push((table.to_owned(), rows.len(), gone.len()));
     }
     Ok(applied)
 }

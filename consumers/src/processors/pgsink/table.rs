@@ -243,7 +243,10 @@ mod tests {
     fn model_fields_become_typed_columns_with_indexed_relations() {
         let table = sag();
         assert_eq!(table.column("typeid"), Some(Some(SqlType::Integer)));
-        assert_eq!(table.column("opdateringsdato"), Some(Some(SqlType::Timestamp)));
+        assert_eq!(
+            table.column("opdateringsdato"),
+            Some(Some(SqlType::Timestamp))
+        );
         let sql = table.create_sql("oda.sag");
         assert!(sql.contains("id bigint PRIMARY KEY"), "{sql}");
         assert!(sql.contains("\"titel\" text"), "{sql}");
@@ -268,7 +271,10 @@ mod tests {
         assert_eq!(row.values["id"], json!(7));
         assert_eq!(row.values["_op"], json!("u"));
         assert_eq!(row.values["_offset"], json!(40));
-        assert_eq!(row.values["_changed_utc"], json!("2025-12-19T08:32:16.467Z"));
+        assert_eq!(
+            row.values["_changed_utc"],
+            json!("2025-12-19T08:32:16.467Z")
+        );
     }
 
     #[test]

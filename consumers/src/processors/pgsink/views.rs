@@ -19,7 +19,13 @@ struct View {
 /// own status.
 const SAG_CURRENT_STAGE: View = View {
     name: "sag_current_stage",
-    reads: &["sag", "sagstrin", "sagsstatus", "sagstrinstype", "sagstrinsstatus"],
+    reads: &[
+        "sag",
+        "sagstrin",
+        "sagsstatus",
+        "sagstrinstype",
+        "sagstrinsstatus",
+    ],
     query: r#"
 SELECT s.id AS sagid, s.nummer, s.titelkort, s.titel, ss.status AS sag_status,
        t.id AS sagstrinid, t.titel AS sagstrin, tt.type AS sagstrin_type,
@@ -115,7 +121,10 @@ pub(crate) async fn create(
 }
 
 /// Drops every view (before a table they read is swapped).
-pub(crate) async fn drop_all(client: &impl GenericClient, schema: &str) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn drop_all(
+    client: &impl GenericClient,
+    schema: &str,
+) -> Result<(), tokio_postgres::Error> {
     let s = quoted(schema);
     for view in VIEWS {
         client
