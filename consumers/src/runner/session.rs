@@ -101,7 +101,7 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
     let mut told = None;
 
     loop {
-        let Some(batch) = read_batch(&consumer, shutdown, P::TICK).await else {
+        let Some(batch) = read_batch(&consumer, shutdown, P::TICK).await? else {
             break;
         };
         // Every record of the batch came after the last rebalance, and no
@@ -307,7 +307,9 @@ pub(super) fn fenced_or(error: KafkaError, transactional_id: &str) -> SessionErr
 const ASSIGNMENT_CHECK: Duration = Duration::from_secs(1);
 
 /// Up to [`MAX_BATCH`] records; `None` once shutdown is asked for and
-/// nothing is pending.
+/// nothing is pending; a fatal consumer error (a static member fenced
+/// while its group coordinator moved, say) ends the session, since the
+/// consumer never reads again after one.
 ///
 /// Rebalance callbacks run inside `recv`. When one ran, the records read
 /// before it belong to the old assignment, whose positions went back to
@@ -317,7 +319,7 @@ async fn read_batch(
     consumer: &StreamConsumer<RunnerContext>,
     shutdown: &CancellationToken,
     tick: Option<Duration>,
-) -> Option<Vec<OwnedMessage>> {
+) -> Result<Option<Vec<OwnedMessage>>, KafkaError> {
     let rebalances = || consumer.context().rebalances.load(Ordering::SeqCst);
     let mut batch = Vec::new();
     let mut seen = rebalances();
@@ -326,9 +328,9 @@ async fn read_batch(
     loop {
         let received = match deadline {
             None => tokio::select! {
-                _ = shutdown.cancelled() => return None,
+                _ = shutdown.cancelled() => return Ok(None),
                 // An empty batch: the processor's tick.
-                _ = sleep_until(idle_until) => return Some(batch),
+                _ = sleep_until(idle_until) => return Ok(Some(batch)),
                 received = consumer.recv() => Some(received),
                 // Rebalance callbacks run inside `recv`; look up now and
                 // then whether one did, also with nothing to read.
@@ -356,6 +358,10 @@ async fn read_batch(
                 batch.push(message.detach());
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
             }
+            Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
+                tracing::warn!(%error, "The consumer failed for good; starting a new session.");
+                return Err(error);
+            }
             Some(Err(error)) => note_consumer_error(&error),
             None => {}
         }
@@ -363,11 +369,11 @@ async fn read_batch(
         // now, so the session checks it (a stale one is found without
         // waiting for a record that may never come).
         if rebalanced && batch.is_empty() && deadline.is_none() {
-            return Some(batch);
+            return Ok(Some(batch));
         }
         let lingered = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
         if !batch.is_empty() && (batch.len() >= MAX_BATCH || lingered || shutdown.is_cancelled()) {
-            return Some(batch);
+            return Ok(Some(batch));
         }
     }
 }
