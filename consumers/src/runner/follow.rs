@@ -14,17 +14,30 @@ pub fn decode_blocking(
     decoder: &Arc<Decoder>,
     message: &BorrowedMessage<'_>,
 ) -> Result<Option<ChangeEvent>, DecodeError> {
-    let header = |name: &str| {
-        message.headers().and_then(|h| {
-            h.iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .and_then(|v| std::str::from_utf8(v).ok())
-        })
-    };
-    runtime.block_on(decoder.decode(
-        message.payload(),
-        header(headers::CONTENT_TYPE),
-        header(headers::ENTITY),
-    ))
+    runtime.block_on(decode_message(decoder, message))
+}
+
+/// Decodes an entity-topic message read outside the group, by the
+/// content type and entity its headers name.
+pub async fn decode_message(
+    decoder: &Decoder,
+    message: &impl Message,
+) -> Result<Option<ChangeEvent>, DecodeError> {
+    decoder
+        .decode(
+            message.payload(),
+            header_text(message, headers::CONTENT_TYPE),
+            header_text(message, headers::ENTITY),
+        )
+        .await
+}
+
+/// A header's value as text.
+fn header_text<'a>(message: &'a impl Message, name: &str) -> Option<&'a str> {
+    message.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    })
 }

@@ -17,11 +17,11 @@ use anyhow::Context as _;
 use oda_cdc_core::config::Settings;
 use oda_cdc_core::kafka::reader::TopicReader;
 use oda_cdc_core::shutdown::CancellationToken;
-use oda_model::event::{Op, headers};
+use oda_model::event::Op;
 use oda_model::topics::slug;
 use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use tokio_postgres::GenericClient;
 
 use super::batch::Pending;
@@ -30,6 +30,7 @@ use super::store::{self, OFFSETS_TABLE, Store, qualified};
 use super::table::{Position, Table};
 use super::{database_url, views};
 use crate::runner::decode::Decoder;
+use crate::runner::follow::decode_message;
 
 /// Records applied per transaction while the twin fills.
 const CHUNK: usize = 5_000;
@@ -305,27 +306,11 @@ impl Filler {
         let live = self.table.name.clone();
         for message in messages {
             self.records += 1;
-            let header = |name: &str| {
-                message.headers().and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == name)
-                        .and_then(|h| h.value)
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                })
-            };
             let key_id = message
                 .key()
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .and_then(|k| k.parse::<i64>().ok());
-            let event = match self
-                .decoder
-                .decode(
-                    message.payload(),
-                    header(headers::CONTENT_TYPE),
-                    header(headers::ENTITY),
-                )
-                .await
-            {
+            let event = match decode_message(&self.decoder, message).await {
                 Ok(event) => event,
                 Err(error) => {
                     tracing::debug!(%error, offset = message.offset(), "Skipped in the rebuild.");
