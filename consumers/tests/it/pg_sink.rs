@@ -386,7 +386,7 @@ async fn kill_9_twenty_times_under_mutations_mirrors_the_source_row_for_row() {
     let (mut child, mut port) = spawn_sink(&prefix, &group, &schema, &ENTITIES.join(","));
     let mut rng = rand::rng();
     for kill in 0..20 {
-        processed(port, rng.random_range(1..1_000)).await;
+        processed(port, rng.random_range(1..300)).await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
         child.kill().expect("SIGKILL");
         let _ = child.wait();
