@@ -84,12 +84,17 @@ pub(crate) fn entity_plans(
                 .and_then(|o| o.reconcile_interval)
                 .unwrap_or(settings.reconcile.interval)
                 .get(),
+            phase: Duration::ZERO,
             sweep: set.has_nullable_timestamp(),
             one_shot: false,
             exclude_fields: overrides
                 .map(|o| o.exclude_fields.clone())
                 .unwrap_or_default(),
         });
+    }
+    let count = u32::try_from(plans.len()).unwrap_or(u32::MAX).max(1);
+    for (index, plan) in (0_u32..).zip(plans.iter_mut()) {
+        plan.phase = plan.poll_interval / count * index;
     }
     Ok(plans)
 }
@@ -376,6 +381,7 @@ pub(crate) async fn assemble(
         unknown_logged: Arc::new(Mutex::new(std::collections::HashSet::new())),
         unserved: Arc::new(Unserved::new(plans.len())),
         limits,
+        origin: tokio::time::Instant::now(),
     };
     Ok(Assembled {
         shared,

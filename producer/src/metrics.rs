@@ -13,6 +13,9 @@ pub(crate) struct Metrics {
     pub(crate) polls: IntCounterVec,
     pub(crate) poll_duration: HistogramVec,
     pub(crate) source_lag: GaugeVec,
+    /// How long the last complete re-read of the lookback window took:
+    /// the longest a late commit waits to be found.
+    pub(crate) window_pass: GaugeVec,
     pub(crate) last_success: GaugeVec,
     pub(crate) completeness: GaugeVec,
     pub(crate) transactions: IntCounterVec,
@@ -57,6 +60,12 @@ impl Metrics {
                 "oda_cdc_poll_duration_seconds",
                 "Duration of a poll cycle.",
                 vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+                &["entity"],
+            )?,
+            window_pass: gauge_vec(
+                registry,
+                "oda_cdc_lookback_pass_seconds",
+                "How long the last complete re-read of the poll.lookback window took (the longest a late commit waits to be found).",
                 &["entity"],
             )?,
             source_lag: gauge_vec(
@@ -133,6 +142,7 @@ impl Metrics {
     pub(crate) fn stand_by(&self) {
         self.active.set(0);
         self.source_lag.reset();
+        self.window_pass.reset();
         self.last_success.reset();
         self.completeness.reset();
     }

@@ -46,7 +46,11 @@ pub struct SimConfig {
     pub page_size: usize,
     pub mutation_rate: f64,
     pub faults: Faults,
-    pub clock_start: DateTime<Utc>,
+    /// Where the sim clock starts; `None`: the wall clock, read when the
+    /// clock starts (after the data is built, so that a build of seconds
+    /// does not leave the clock, every stamp and every ground-truth `at`
+    /// that far in the past).
+    pub clock_start: Option<DateTime<Utc>>,
     pub clock_speed: f64,
     pub ignore_unknown_filter_fields: bool,
     pub precision: Precision,
@@ -62,7 +66,7 @@ impl Default for SimConfig {
             page_size: 100,
             mutation_rate: 0.0,
             faults: Faults::default(),
-            clock_start: Utc::now(),
+            clock_start: None,
             clock_speed: 1.0,
             ignore_unknown_filter_fields: false,
             precision: Precision::Millis,
@@ -108,12 +112,15 @@ pub async fn start(config: SimConfig, shutdown: CancellationToken) -> std::io::R
         seed: config.seed,
         scale: config.scale,
         precision: config.precision,
-        now: config.clock_start,
+        now: config.clock_start.unwrap_or_else(Utc::now),
     };
     let world = tokio::task::spawn_blocking(move || World::new(&gen_config))
         .await
         .map_err(std::io::Error::other)?;
-    let clock = SimClock::new(config.clock_start, config.clock_speed);
+    let clock = SimClock::new(
+        config.clock_start.unwrap_or_else(Utc::now),
+        config.clock_speed,
+    );
     let mut state = SimState::new(
         world,
         clock,

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::breaker::Breaker;
 use super::page::Page;
-use super::ratelimit::RateLimiter;
+use super::ratelimit::{Priority, RateLimiter};
 use crate::config::HttpSettings;
 use oda_model::odata::{Query, entity_path};
 
@@ -39,6 +39,10 @@ pub enum FetchError {
     TooLarge { limit: u64 },
     #[error("the source redirects to {location}, another scheme or host: not followed")]
     Redirected { location: String },
+    /// A background request found no free slot before its deadline: not
+    /// sent, nothing failed.
+    #[error("deferred: no request slot free before the deadline")]
+    Deferred,
 }
 
 impl FetchError {
@@ -53,7 +57,8 @@ impl FetchError {
             FetchError::NotFound
             | FetchError::BreakerOpen
             | FetchError::TooLarge { .. }
-            | FetchError::Redirected { .. } => false,
+            | FetchError::Redirected { .. }
+            | FetchError::Deferred => false,
         }
     }
 
@@ -253,16 +258,28 @@ impl OdaClient {
         &self.breaker
     }
 
-    /// One page of a collection.
+    /// One page of a collection, ahead of background reads.
     pub async fn page(&self, entity: &str, query: &Query) -> Result<Page, FetchError> {
+        self.page_with(entity, query, Priority::Urgent).await
+    }
+
+    /// One page of a collection at the given priority.
+    pub async fn page_with(
+        &self,
+        entity: &str,
+        query: &Query,
+        priority: Priority,
+    ) -> Result<Page, FetchError> {
         let url = format!(
             "{}/{}?{}",
             self.base,
             entity_path(entity),
             query.to_query_string()
         );
-        self.get_parsed(&url, |body| Page::parse(body).map_err(FetchError::Decode))
-            .await
+        self.get_parsed_with(&url, priority, |body| {
+            Page::parse(body).map_err(FetchError::Decode)
+        })
+        .await
     }
 
     /// One record by key; `None` when the source answers 404.
@@ -301,10 +318,19 @@ impl OdaClient {
         url: &str,
         parse: impl Fn(&Bytes) -> Result<T, FetchError>,
     ) -> Result<T, FetchError> {
+        self.get_parsed_with(url, Priority::Urgent, parse).await
+    }
+
+    async fn get_parsed_with<T>(
+        &self,
+        url: &str,
+        priority: Priority,
+        parse: impl Fn(&Bytes) -> Result<T, FetchError>,
+    ) -> Result<T, FetchError> {
         let mut delays = self.retry.delays();
         let mut attempt = 0;
         loop {
-            let result = self.attempt(url).await.and_then(|body| {
+            let result = self.attempt(url, priority).await.and_then(|body| {
                 parse(&body).inspect_err(|_| {
                     self.metrics.requests.with_label_values(&["decode"]).inc();
                     self.breaker.on_failure();
@@ -331,7 +357,7 @@ impl OdaClient {
         }
     }
 
-    async fn attempt(&self, url: &str) -> Result<Bytes, FetchError> {
+    async fn attempt(&self, url: &str, priority: Priority) -> Result<Bytes, FetchError> {
         if !self.breaker.admit() {
             self.metrics
                 .requests
@@ -339,12 +365,20 @@ impl OdaClient {
                 .inc();
             return Err(FetchError::BreakerOpen);
         }
+        // A background request takes its slot before a connection permit,
+        // so that waiting re-reads never hold the permits new data needs.
+        if matches!(priority, Priority::Background { .. }) && !self.limiter.acquire(priority).await
+        {
+            return Err(FetchError::Deferred);
+        }
         let _permit = self
             .in_flight
             .acquire()
             .await
             .map_err(|_| FetchError::Transport("client closed".into()))?;
-        self.limiter.acquire().await;
+        if priority == Priority::Urgent {
+            self.limiter.acquire(priority).await;
+        }
         let result = self.send(url).await;
         match &result {
             Ok(_) => self.breaker.on_success(),
@@ -460,6 +494,7 @@ fn label(error: &FetchError) -> &'static str {
         FetchError::Status { .. } => "error",
         FetchError::TooLarge { .. } => "too_large",
         FetchError::Redirected { .. } => "redirect_refused",
+        FetchError::Deferred => "deferred",
     }
 }
 

@@ -13,4 +13,4 @@ pub use self::client::{
     ClientMetrics, ClientTuning, FetchError, OdaClient, RetryPolicy, USER_AGENT,
 };
 pub use self::page::Page;
-pub use self::ratelimit::RateLimiter;
+pub use self::ratelimit::{Priority, RateLimiter};

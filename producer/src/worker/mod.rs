@@ -22,14 +22,16 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
 use oda_cdc_core::health::Health;
-use oda_cdc_core::oda::{FetchError, OdaClient, Page};
+use oda_cdc_core::oda::{FetchError, OdaClient, Page, Priority};
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_model::odata::Query;
 use oda_model::odatime::{local_to_utc, parse_local};
 use oda_model::topics::Topics;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use self::commands::Backfill;
+use self::stream::{StreamState, next_poll};
 pub(crate) use self::unserved::Unserved;
 use crate::checkpoint::{Checkpoint, Cursor, Update};
 use crate::committer::{Batch, CommitError, Outgoing};
@@ -55,6 +57,9 @@ pub(crate) struct EntityPlan {
     pub(crate) entity: String,
     pub(crate) topic: String,
     pub(crate) poll_interval: Duration,
+    /// Where in each interval this set polls: sets spread evenly over the
+    /// interval, so their reads do not queue at the rate limiter at once.
+    pub(crate) phase: Duration,
     pub(crate) lookback: Duration,
     pub(crate) reconcile_interval: Duration,
     pub(crate) exclude_fields: Vec<String>,
@@ -85,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) unserved: Arc<Unserved>,
     /// The largest record each topic takes.
     pub(crate) limits: oda_cdc_core::kafka::RecordLimits,
+    /// The moment every set's poll grid counts from.
+    pub(crate) origin: Instant,
 }
 
 /// The readiness check of an entity set the source does not serve.
@@ -210,13 +217,25 @@ impl Worker {
                 }
             }
         }
+        let mut stream = StreamState::default();
+        let mut next = Instant::now();
         loop {
-            if !self.plan.one_shot
-                && let ControlFlow::Break(end) = self.poll(&mut cursor, &mut last_reconcile).await
-            {
-                return end;
+            if !self.plan.one_shot {
+                next = next_poll(
+                    Instant::now(),
+                    self.shared.origin,
+                    self.plan.phase,
+                    self.plan.poll_interval,
+                );
+                if let ControlFlow::Break(end) = self
+                    .poll(&mut cursor, &mut stream, next, &mut last_reconcile)
+                    .await
+                {
+                    return end;
+                }
             }
             while let Some(command) = pending.take().or_else(|| commands.try_recv().ok()) {
+                stream.reset();
                 if let Err(error) = self.command(command, &mut cursor, &mut backfill).await
                     && let ControlFlow::Break(end) = self.after_failure(error)
                 {
@@ -239,23 +258,25 @@ impl Worker {
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(self.plan.poll_interval) => {}
+                _ = tokio::time::sleep_until(next) => {}
                 command = commands.recv() => pending = command,
             }
         }
     }
 
-    /// One poll cycle, then a reconcile when one is due.
+    /// One poll cycle (its window pass ends by `until`, the next poll),
+    /// then a reconcile when one is due.
     async fn poll(
         &self,
         cursor: &mut Option<Cursor>,
+        stream: &mut StreamState,
+        until: Instant,
         last_reconcile: &mut chrono::DateTime<Utc>,
     ) -> ControlFlow<Result<(), WorkerError>> {
-        let started = std::time::Instant::now();
-        match self.cycle(cursor.clone()).await {
-            Ok(next) => {
+        match self.cycle(cursor.clone(), stream, until).await {
+            Ok((next, took)) => {
                 *cursor = next.or(cursor.take());
-                self.polled(cursor.as_ref(), started.elapsed());
+                self.polled(cursor.as_ref(), took);
             }
             Err(error) => self.after_failure(error)?,
         }
@@ -374,16 +395,21 @@ impl Worker {
     pub(super) async fn fetch_rows(
         &self,
         query: &Query,
+        priority: Priority,
     ) -> Result<(Page, Vec<Outgoing>), CycleError> {
-        let mut page = self.fetch(query).await?;
+        let mut page = self.fetch_with(query, priority).await?;
         let malformed = crate::keyset::split_malformed(&mut page.records);
         Ok((page, self.malformed_letters(malformed)))
     }
 
     pub(super) async fn fetch(&self, query: &Query) -> Result<Page, CycleError> {
+        self.fetch_with(query, Priority::Urgent).await
+    }
+
+    async fn fetch_with(&self, query: &Query, priority: Priority) -> Result<Page, CycleError> {
         tokio::select! {
             _ = self.shutdown.cancelled() => Err(CycleError::Shutdown),
-            page = self.shared.client.page(self.entity(), query) => Ok(page?),
+            page = self.shared.client.page_with(self.entity(), query, priority) => Ok(page?),
         }
     }
 

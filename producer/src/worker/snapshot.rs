@@ -3,6 +3,7 @@
 //! page by page, with their progress in the same transaction.
 
 use chrono::NaiveDateTime;
+use oda_cdc_core::oda::Priority;
 use oda_model::odata::Query;
 use oda_model::odatime::format_literal;
 
@@ -129,7 +130,7 @@ impl Worker {
                 Some(t) => keyset::id_range_since_query(range.after, range.to, t),
                 None => keyset::id_range_query(range.after, range.to),
             };
-            let (page, letters) = self.fetch_rows(&query).await?;
+            let (page, letters) = self.fetch_rows(&query, Priority::Urgent).await?;
             let keys = keyset::check_id_range(&page, range.after, range.to)?;
             if let Some(t) = since {
                 keyset::check_since(&keys, t)?;

@@ -79,7 +79,7 @@ async fn the_repeated_autumn_hour_loses_nothing() {
         .expect("time")
         .with_timezone(&chrono::Utc);
     let sim = Sim::start(|c| {
-        c.clock_start = start;
+        c.clock_start = Some(start);
         c.clock_speed = 60.0;
     })
     .await;

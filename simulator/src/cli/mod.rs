@@ -96,7 +96,7 @@ impl Args {
             page_size: self.page_size,
             mutation_rate: self.mutation_rate,
             faults,
-            clock_start: self.clock_start.unwrap_or_else(Utc::now),
+            clock_start: self.clock_start,
             clock_speed: self.clock_speed,
             ignore_unknown_filter_fields: self.ignore_unknown_filter_fields,
             precision: if self.sqlserver_datetime {

@@ -161,7 +161,7 @@ async fn the_autumn_hour_repeats_in_opdateringsdato() {
         .expect("time")
         .with_timezone(&chrono::Utc);
     let sim = Sim::start(|c| {
-        c.clock_start = start;
+        c.clock_start = Some(start);
         c.clock_speed = 2.0;
     })
     .await;
