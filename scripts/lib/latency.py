@@ -254,6 +254,8 @@ def main():
         for c in missing[:5]:
             print("never seen:", c)
         raise SystemExit(1)
+    if p99 > target:
+        raise SystemExit(3)
 
 
 if __name__ == "__main__":
