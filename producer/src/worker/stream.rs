@@ -57,6 +57,8 @@ impl Position {
 pub(super) struct StreamState {
     /// The window pass in progress, if any, and when it started.
     pass: Option<(Position, Instant)>,
+    /// The last poll's pass read no page: every slot went to new data.
+    starved: bool,
 }
 
 impl StreamState {
@@ -141,19 +143,20 @@ impl Worker {
         // wait a little longer, so that a poll whose new rows overran its
         // slot still moves the pass on.
         let grace = until.max(Instant::now() + self.plan.poll_interval / 4);
+        // When new data took every slot in the last poll, the first page
+        // of this one goes urgent: a pass always moves on, so a late
+        // commit is found even when polls alone fill the rate limit.
         let mut first = true;
+        let mut pages = 0_usize;
         let finished = loop {
-            let deadline = if first { grace } else { until };
+            let priority = match (first, state.starved) {
+                (true, true) => Priority::Urgent,
+                (true, false) => Priority::Background { until: Some(grace) },
+                (false, _) => Priority::Background { until: Some(until) },
+            };
             first = false;
             let step = match self
-                .step(
-                    &mut position,
-                    Priority::Background {
-                        until: Some(deadline),
-                    },
-                    false,
-                    &mut in_flight,
-                )
+                .step(&mut position, priority, false, &mut in_flight)
                 .await
             {
                 Ok(step) => step,
@@ -166,6 +169,7 @@ impl Worker {
                     return Err(error);
                 }
             };
+            pages += 1;
             if step.done || position.at > head {
                 break true;
             }
@@ -174,6 +178,7 @@ impl Worker {
             }
         };
         in_flight.drain().await?;
+        state.starved = pages == 0;
         if finished {
             self.shared
                 .metrics
