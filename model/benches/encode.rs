@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             "https://oda.ft.dk/api",
-            chrono::Utc::now(),
+            &oda_model::odatime::format_utc(chrono::Utc::now()),
         );
         let schema = apache_avro::Schema::parse_str(&render(&envelope_schema(set)))
             .unwrap_or_else(|e| panic!("{entity} schema: {e}"));

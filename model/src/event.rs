@@ -1,6 +1,5 @@
 //! The change event of contract.md#change-event and the headers of contract.md#keys-and-headers.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -72,12 +71,9 @@ pub mod headers {
     pub const AVRO: &str = "application/vnd.oda-cdc+avro";
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl ChangeEvent {
-    /// Builds the event for a record read from the source at `polled_at`.
+    /// Builds the event for a record read from the source at `polled_at`
+    /// (formatted by [`odatime::format_utc`], once for a whole page).
     pub fn new(
         op: Op,
         entity: &str,
@@ -85,23 +81,23 @@ impl ChangeEvent {
         after: Option<Map<String, Value>>,
         opdateringsdato: Option<String>,
         base_url: &str,
-        polled_at: DateTime<Utc>,
+        polled_at: &str,
     ) -> Self {
         let utc = opdateringsdato
             .as_deref()
             .and_then(|l| odatime::parse_local(l).ok())
-            .map(|local| rfc3339(odatime::local_to_utc(local)));
+            .map(|local| odatime::format_utc(odatime::local_to_utc(local)));
         Self {
             op,
             entity: entity.to_owned(),
             id,
-            ts_ms: Utc::now().timestamp_millis(),
+            ts_ms: chrono::Utc::now().timestamp_millis(),
             source: Source {
                 system: crate::SOURCE_SYSTEM.to_owned(),
                 base_url: base_url.to_owned(),
                 opdateringsdato,
                 opdateringsdato_utc: utc,
-                polled_at: rfc3339(polled_at),
+                polled_at: polled_at.to_owned(),
                 snapshot: op == Op::Read,
             },
             after,
@@ -115,13 +111,17 @@ impl ChangeEvent {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing owned JSON values into a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        // Room for a typical event, so the buffer is not regrown while
+        // writing; serializing owned JSON values into a Vec cannot fail.
+        let mut out = Vec::with_capacity(512);
+        let _ = serde_json::to_writer(&mut out, self);
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use chrono::{DateTime, Utc};
     use serde_json::json;
 
     use super::*;
@@ -139,7 +139,7 @@ mod tests {
             after.as_object().cloned(),
             Some("2026-10-25T02:30:00".into()),
             "https://oda.ft.dk/api",
-            polled,
+            &odatime::format_utc(polled),
         );
         let value: Value = serde_json::from_slice(&event.to_json()).expect("json");
         assert_eq!(value["op"], "c");

@@ -15,22 +15,38 @@ pub const TIMESTAMP_FIELD: &str = "opdateringsdato";
 
 /// Hashes a record as contract.md#delivery-guarantees defines.
 pub fn content_hash(record: &Map<String, Value>) -> String {
-    let canonical = canonical_json(record);
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    let mut hasher = Sha256::new();
+    if !write_flat(record, &mut Digesting(&mut hasher)) {
+        hasher.update(general_canonical(record).as_bytes());
+    }
+    let mut hex = [0_u8; 64];
+    // 32 bytes always fit 64 hex digits, which are always UTF-8.
+    let _ = hex::encode_to_slice(hasher.finalize(), &mut hex);
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// The JCS text that [`content_hash`] digests; public for tests and tools.
 pub fn canonical_json(record: &Map<String, Value>) -> String {
-    // Annotations such as `odata.metadata` on a single-entity response are
-    // envelope, not record.
-    let fields: BTreeMap<&str, &Value> = record
-        .iter()
-        .filter(|(k, _)| k.as_str() != TIMESTAMP_FIELD && !k.starts_with("odata."))
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    if let Some(text) = flat_canonical(&fields) {
+    let mut out = Vec::with_capacity(256);
+    if write_flat(record, &mut out)
+        && let Ok(text) = String::from_utf8(out)
+    {
         return text;
     }
+    general_canonical(record)
+}
+
+/// The fields that take part: annotations such as `odata.metadata` on a
+/// single-entity response are envelope, not record.
+fn hashed_fields(record: &Map<String, Value>) -> impl Iterator<Item = (&str, &Value)> {
+    record
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .filter(|(k, _)| *k != TIMESTAMP_FIELD && !k.starts_with("odata."))
+}
+
+fn general_canonical(record: &Map<String, Value>) -> String {
+    let fields: BTreeMap<&str, &Value> = hashed_fields(record).collect();
     serde_jcs::to_string(&fields).unwrap_or_else(|e| {
         // JSON values always serialize; keep a deterministic fallback anyway.
         format!("{{\"unserializable\":\"{e}\"}}")
@@ -38,37 +54,52 @@ pub fn canonical_json(record: &Map<String, Value>) -> String {
 }
 
 /// JCS for the records ODA actually sends — flat objects of null, booleans,
-/// integers and strings — written directly, which is several times faster
-/// than the general canonicaliser on text-heavy rows. For such values JCS
-/// is plain JSON: integers print as themselves, strings escape exactly as
-/// serde_json escapes them, and keys sort by UTF-16 code units, which for
-/// keys below U+E000 is the UTF-8 byte order a `BTreeMap` already has.
-/// Anything else (floats, nested values, other keys) takes the general path.
-fn flat_canonical(fields: &BTreeMap<&str, &Value>) -> Option<String> {
-    let simple = fields.iter().all(|(k, v)| {
-        k.chars().all(|c| (c as u32) < 0xE000)
-            && match v {
+/// integers and strings — written straight into `out` (the hasher), which
+/// is several times faster than the general canonicaliser on text-heavy
+/// rows. For such values JCS is plain JSON: integers print as themselves,
+/// strings escape exactly as serde_json escapes them, and keys sort by
+/// UTF-16 code units, which for keys below U+E000 is the UTF-8 byte order
+/// the record's map already iterates in (checked, not assumed).
+/// Anything else (floats, nested values, other keys) writes nothing and
+/// returns `false`: the general path's turn.
+fn write_flat(record: &Map<String, Value>, out: &mut impl std::io::Write) -> bool {
+    let mut previous: Option<&str> = None;
+    for (key, value) in hashed_fields(record) {
+        let simple = key.chars().all(|c| (c as u32) < 0xE000)
+            && match value {
                 Value::Null | Value::Bool(_) | Value::String(_) => true,
                 // JCS prints numbers as IEEE doubles: exact only up to 2^53.
                 Value::Number(n) => n.as_i64().is_some_and(|i| i.unsigned_abs() <= 1 << 53),
                 Value::Array(_) | Value::Object(_) => false,
-            }
-    });
-    if !simple {
-        return None;
-    }
-    let mut out = Vec::with_capacity(64 * fields.len());
-    out.push(b'{');
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+            };
+        if !simple || previous.is_some_and(|p| p >= key) {
+            return false;
         }
-        serde_json::to_writer(&mut out, key).ok()?;
-        out.push(b':');
-        serde_json::to_writer(&mut out, value).ok()?;
+        previous = Some(key);
     }
-    out.push(b'}');
-    String::from_utf8(out).ok()
+    let mut written = out.write_all(b"{").is_ok();
+    for (i, (key, value)) in hashed_fields(record).enumerate() {
+        written &= (i == 0 || out.write_all(b",").is_ok())
+            && serde_json::to_writer(&mut *out, key).is_ok()
+            && out.write_all(b":").is_ok()
+            && serde_json::to_writer(&mut *out, value).is_ok();
+    }
+    written && out.write_all(b"}").is_ok()
+}
+
+/// Feeds written bytes to the digest, so the canonical text of a record
+/// is never held in memory.
+struct Digesting<'a>(&'a mut Sha256);
+
+impl std::io::Write for Digesting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -107,27 +138,38 @@ mod tests {
         );
     }
 
+    /// The fast path's text, if it takes the record.
+    fn flat(map: &Map<String, Value>) -> Option<String> {
+        let mut out = Vec::new();
+        write_flat(map, &mut out).then(|| String::from_utf8(out).expect("utf-8"))
+    }
+
     #[test]
     fn the_fast_path_equals_the_general_canonicaliser() {
         let records = [
             json!({"id": 1, "titel": "Æblegrød på øen <p>\"citat\"</p>\n\t", "tom": "", "nul": null, "ja": true}),
             json!({"b": 1, "a": -7, "å": "x", "z": "\u{1f600} emoji", "ctl": "\u{1}\u{1f}"}),
             json!({"id": 9_007_199_254_740_992_i64, "typeid": 3}),
+            json!({"odata.metadata": "x", "id": 2, "opdateringsdato": "2020-01-01T00:00:00"}),
         ];
         for record in records {
             let map = obj(record);
-            let fields: BTreeMap<&str, &Value> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
-            let fast = flat_canonical(&fields).expect("flat record");
-            assert_eq!(fast, serde_jcs::to_string(&fields).expect("jcs"), "{map:?}");
+            let fast = flat(&map).expect("flat record");
+            assert_eq!(fast, general_canonical(&map), "{map:?}");
+            let mut hasher = Sha256::new();
+            hasher.update(fast.as_bytes());
+            assert_eq!(
+                content_hash(&map),
+                hex::encode(hasher.finalize()),
+                "streamed = hashed text"
+            );
         }
         // Beyond 2^53, floats and nested values take the general path.
         let big = obj(json!({"id": 9_007_199_254_740_993_i64}));
-        let fields: BTreeMap<&str, &Value> = big.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        assert!(flat_canonical(&fields).is_none());
+        assert!(flat(&big).is_none());
         assert_eq!(canonical_json(&big), r#"{"id":9007199254740992}"#);
         let nested = obj(json!({"a": [1, 2], "b": 1.5}));
-        let fields: BTreeMap<&str, &Value> = nested.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        assert!(flat_canonical(&fields).is_none());
+        assert!(flat(&nested).is_none());
         assert_eq!(canonical_json(&nested), r#"{"a":[1,2],"b":1.5}"#);
     }
 

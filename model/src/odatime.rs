@@ -15,6 +15,11 @@ pub struct TimestampError(pub String);
 
 /// Parses a source literal.
 pub fn parse_local(literal: &str) -> Result<NaiveDateTime, TimestampError> {
+    // Every record carries one: the shape ODA always sends is read by hand,
+    // anything else by chrono's parser, which decides what is an error.
+    if let Some(parsed) = parse_canonical(literal.as_bytes()) {
+        return Ok(parsed);
+    }
     let err = || TimestampError(literal.to_owned());
     let (clock, fraction) = match literal.split_once('.') {
         Some((c, f)) if (1..=3).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()) => {
@@ -29,6 +34,64 @@ pub fn parse_local(literal: &str) -> Result<NaiveDateTime, TimestampError> {
         Some(f) => format!("{f:0<3}").parse().map_err(|_| err())?,
     };
     Ok(base + Duration::milliseconds(millis))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` with 0–3 fractional digits, digits exactly where
+/// they belong; `None` for anything else (including impossible dates).
+fn parse_canonical(b: &[u8]) -> Option<NaiveDateTime> {
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0_u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, c)| b.get(at) != Some(&c)) {
+        return None;
+    }
+    let millis = match b.len() {
+        19 => 0,
+        21..=23 if b[19] == b'.' => digits(20..b.len())? * 10_u32.pow(23 - b.len() as u32),
+        _ => return None,
+    };
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    chrono::NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)?.and_hms_milli_opt(
+        digits(11..13)?,
+        digits(14..16)?,
+        digits(17..19)?,
+        millis,
+    )
+}
+
+/// RFC 3339 in UTC with milliseconds and `Z` (`2026-10-25T00:30:00.000Z`),
+/// the form of every timestamp in the change event; written by hand since
+/// every record carries two and chrono's formatter interprets its pattern
+/// each time.
+pub fn format_utc(t: DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Outside four-digit years, or a leap second: chrono knows how.
+        return t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    }
+    let mut out = String::with_capacity(24);
+    let parts = [
+        (None, year.unsigned_abs(), 4),
+        (Some('-'), t.month(), 2),
+        (Some('-'), t.day(), 2),
+        (Some('T'), t.hour(), 2),
+        (Some(':'), t.minute(), 2),
+        (Some(':'), t.second(), 2),
+        (Some('.'), nanos / 1_000_000, 3),
+    ];
+    for (separator, value, width) in parts {
+        out.extend(separator);
+        for place in (0..width).rev() {
+            let digit = (value / 10_u32.pow(place)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+    }
+    out.push('Z');
+    out
 }
 
 /// Formats as a filter literal body, always with milliseconds.
@@ -96,6 +159,82 @@ mod tests {
 
     fn local(s: &str) -> NaiveDateTime {
         parse_local(s).expect("valid")
+    }
+
+    /// chrono's parser, which the hand-written fast path must agree with.
+    fn parse_slowly(literal: &str) -> Option<NaiveDateTime> {
+        let (clock, fraction) = match literal.split_once('.') {
+            Some((c, f)) if (1..=3).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()) => {
+                (c, f)
+            }
+            Some(_) => return None,
+            None => (literal, "0"),
+        };
+        let base = NaiveDateTime::parse_from_str(clock, "%Y-%m-%dT%H:%M:%S").ok()?;
+        Some(base + Duration::milliseconds(format!("{fraction:0<3}").parse().ok()?))
+    }
+
+    #[test]
+    fn the_fast_parser_agrees_with_chrono() {
+        let cases = [
+            "2014-09-09T09:05:59.653",
+            "2014-09-09T09:05:59.65",
+            "2014-09-09T09:05:59.6",
+            "2014-09-09T09:05:59",
+            "2014-09-09T09:05:59.",
+            "2014-09-09T09:05:59.6531",
+            "2024-02-29T23:59:59.999",
+            "2023-02-29T10:00:00",
+            "2014-13-09T09:05:59",
+            "2014-09-09T24:05:59",
+            "2014-09-09T09:60:59",
+            "2014-09-09 09:05:59",
+            "2014-9-09T09:05:59.653",
+            "+014-09-09T09:05:59",
+            "2014-09-09T09:05:5a",
+            "2014-09-09T09:05:59.6a",
+            "0000-01-01T00:00:00",
+            "",
+        ];
+        for case in cases {
+            if let Some(fast) = parse_canonical(case.as_bytes()) {
+                assert_eq!(Some(fast), parse_slowly(case), "{case}");
+            }
+            assert_eq!(parse_local(case).ok(), parse_slowly(case), "{case}");
+        }
+        for shape in [
+            "2014-09-09T09:05:59",
+            "2014-09-09T09:05:59.6",
+            "2014-09-09T09:05:59.653",
+        ] {
+            assert!(
+                parse_canonical(shape.as_bytes()).is_some(),
+                "{shape} takes the fast path"
+            );
+        }
+    }
+
+    #[test]
+    fn the_hand_written_format_is_chronos() {
+        let start = Utc
+            .with_ymd_and_hms(1999, 12, 31, 22, 59, 58)
+            .single()
+            .expect("t");
+        for step in 0..20_000_i64 {
+            let t = start + Duration::milliseconds(step * 7_919_993 + step % 1000);
+            assert_eq!(
+                format_utc(t),
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            );
+        }
+        let far = Utc
+            .with_ymd_and_hms(12_000, 1, 1, 0, 0, 0)
+            .single()
+            .expect("t");
+        assert_eq!(
+            format_utc(far),
+            far.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub(crate) fn entity_plans(
         let overrides = settings.entity.get(&set.name);
         plans.push(EntityPlan {
             entity: set.name.clone(),
-            topic: topics.entity(&set.name),
+            topic: topics.entity(&set.name).into(),
             poll_interval: overrides
                 .and_then(|o| o.poll_interval)
                 .unwrap_or(settings.poll.interval)
@@ -104,7 +104,7 @@ pub(crate) fn entity_plans(
 pub(crate) fn topic_specs(topics: &Topics, plans: &[EntityPlan]) -> Vec<TopicSpec> {
     let mut specs: Vec<TopicSpec> = plans
         .iter()
-        .map(|p| TopicSpec::compacted(TopicClass::Entity, &p.topic))
+        .map(|p| TopicSpec::compacted(TopicClass::Entity, &*p.topic))
         .collect();
     specs.push(TopicSpec::compacted(TopicClass::State, topics.checkpoints()).with_partitions(1));
     specs.push(TopicSpec::compacted(TopicClass::State, topics.state()));
@@ -269,7 +269,7 @@ pub(crate) async fn encoder_for(
             let client = settings.schema_registry.client()?;
             let entities: Vec<(String, String)> = plans
                 .iter()
-                .map(|p| (p.entity.clone(), p.topic.clone()))
+                .map(|p| (p.entity.clone(), p.topic.to_string()))
                 .collect();
             Ok(crate::encode::register(&client, &entities).await?)
         }
@@ -394,7 +394,7 @@ pub(crate) async fn assemble(
 /// start of the pipeline (a topic reconfigured since is seen after the
 /// next restart).
 async fn record_limits(settings: &Settings, topics: &Topics, plans: &[EntityPlan]) -> RecordLimits {
-    let mut names: Vec<String> = plans.iter().map(|p| p.topic.clone()).collect();
+    let mut names: Vec<String> = plans.iter().map(|p| p.topic.to_string()).collect();
     names.push(topics.dlq().to_owned());
     RecordLimits::read(&settings.kafka, &names).await
 }

@@ -113,7 +113,7 @@ async fn run(args: Args) -> Result<(), Failure> {
                 .map_err(|e| Failure::Runtime(e.into()))?;
             let entities: Vec<(String, String)> = plans
                 .iter()
-                .map(|p| (p.entity.clone(), p.topic.clone()))
+                .map(|p| (p.entity.clone(), p.topic.to_string()))
                 .collect();
             crate::encode::register(&client, &entities)
                 .await

@@ -3,16 +3,18 @@
 //! checkpoints they advance — so a checkpoint is never visible without the
 //! records it passes, and a crash loses nothing the cursor claims.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use oda_cdc_core::config::KafkaSettings;
 use oda_cdc_core::health::Health;
-use oda_cdc_core::kafka::refusal::{self, Refused};
-use oda_cdc_core::kafka::{LogContext, StallWatch, is_fenced};
+use oda_cdc_core::kafka::refusal::Refused;
+use oda_cdc_core::kafka::{StallWatch, WriterContext, is_fenced};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,11 +25,13 @@ use crate::state::IdState;
 /// One record to write.
 #[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
-    pub(crate) topic: String,
+    /// Shared: a worker writes every record to the same few topics.
+    pub(crate) topic: Arc<str>,
     pub(crate) key: String,
     /// `None` writes a tombstone.
     pub(crate) payload: Option<Vec<u8>>,
-    pub(crate) headers: Vec<(&'static str, String)>,
+    /// Values borrowed where they are constants (the op, the content type).
+    pub(crate) headers: Vec<(&'static str, Cow<'static, str>)>,
 }
 
 impl Outgoing {
@@ -85,13 +89,17 @@ const MAX_RECORDS: usize = 20_000;
 const LINGER: Duration = Duration::from_millis(20);
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The committer's producer: failed deliveries are read from its context
+/// when a transaction fails, not awaited per record.
+pub(crate) type TxProducer = ThreadedProducer<WriterContext>;
+
 /// Creates the transactional producer and fences any earlier instance
 /// with the same id (aborting its open transaction).
 pub(crate) async fn transactional_producer(
     kafka: &KafkaSettings,
     transactional_id: &str,
-) -> Result<FutureProducer<LogContext>, CommitError> {
-    oda_cdc_core::kafka::transactional_producer(kafka, transactional_id, TXN_TIMEOUT, &[])
+) -> Result<TxProducer, CommitError> {
+    oda_cdc_core::kafka::transactional_writer(kafka, transactional_id, TXN_TIMEOUT, &[])
         .await
         .map_err(|e| classify(&e, transactional_id))
 }
@@ -106,7 +114,7 @@ fn classify(error: &KafkaError, transactional_id: &str) -> CommitError {
 
 /// Owns the producer and the authoritative checkpoints.
 pub(crate) struct Committer {
-    producer: FutureProducer<LogContext>,
+    producer: TxProducer,
     transactional_id: String,
     topics: StateTopics,
     checkpoints: HashMap<String, Checkpoint>,
@@ -124,7 +132,7 @@ impl std::fmt::Debug for Committer {
 
 impl Committer {
     pub(crate) fn new(
-        producer: FutureProducer<LogContext>,
+        producer: TxProducer,
         transactional_id: &str,
         topics: StateTopics,
         checkpoints: HashMap<String, Checkpoint>,
@@ -196,9 +204,13 @@ impl Committer {
         self.producer
             .begin_transaction()
             .map_err(|e| classify(&e, &id))?;
-        match self.write(group).await {
+        // Failures of earlier, aborted transactions are not this one's.
+        let _ = self.producer.context().take_refusal();
+        let failed = match self.write(group).await {
             Ok(updated) => {
                 let producer = self.producer.clone();
+                // Commit flushes first, and fails if any record failed: the
+                // delivery reports have all been seen when it returns.
                 let committed = tokio::task::spawn_blocking(move || {
                     producer.commit_transaction(Timeout::After(TXN_TIMEOUT))
                 })
@@ -207,19 +219,21 @@ impl Committer {
                 match committed {
                     Ok(()) => {
                         self.checkpoints.extend(updated);
-                        Ok(())
+                        return Ok(());
                     }
-                    Err(e) => {
-                        self.abort().await;
-                        Err(classify(&e, &id))
-                    }
+                    Err(e) => classify(&e, &id),
                 }
             }
-            Err(e) => {
-                self.abort().await;
-                Err(e)
-            }
-        }
+            Err(e) => e,
+        };
+        self.abort().await;
+        // A refused record says more than the transaction's own error
+        // (which topic, and whether retrying can help).
+        Err(match self.producer.context().take_refusal() {
+            Some(refused) if is_fenced(&refused.error) => CommitError::Fenced(id),
+            Some(refused) => CommitError::Refused(refused),
+            None => failed,
+        })
     }
 
     async fn abort(&self) {
@@ -236,32 +250,27 @@ impl Committer {
     /// Sends every record of the group; returns the checkpoints to adopt
     /// once the transaction commits.
     async fn write(&self, group: &[Batch]) -> Result<HashMap<String, Checkpoint>, CommitError> {
-        let id = &self.transactional_id;
-        let mut deliveries = Vec::new();
         let mut updated: HashMap<String, Checkpoint> = HashMap::new();
+        let mut key = String::new();
         for batch in group {
             for record in &batch.records {
-                deliveries.push(
-                    self.send(
-                        &record.topic,
-                        &record.key,
-                        record.payload.as_deref(),
-                        &record.headers,
-                    )
-                    .await?,
-                );
+                self.send(
+                    &record.topic,
+                    &record.key,
+                    record.payload.as_deref(),
+                    &record.headers,
+                )
+                .await?;
             }
             for (record_id, hash) in &batch.state {
-                let key = IdState::key(&batch.entity, *record_id);
-                deliveries.push(
-                    self.send(
-                        &self.topics.state,
-                        &key,
-                        hash.as_deref().map(str::as_bytes),
-                        &[],
-                    )
-                    .await?,
-                );
+                IdState::write_key(&mut key, &batch.entity, *record_id);
+                self.send(
+                    &self.topics.state,
+                    &key,
+                    hash.as_deref().map(str::as_bytes),
+                    &[],
+                )
+                .await?;
             }
             if !batch.checkpoint.is_empty() {
                 let checkpoint = updated.entry(batch.entity.clone()).or_insert_with(|| {
@@ -277,51 +286,37 @@ impl Committer {
         }
         for (entity, checkpoint) in &updated {
             let payload = checkpoint.to_json();
-            deliveries.push(
-                self.send(&self.topics.checkpoints, entity, Some(&payload), &[])
-                    .await?,
-            );
+            self.send(&self.topics.checkpoints, entity, Some(&payload), &[])
+                .await?;
         }
-        let mut failed = Vec::new();
-        for (topic, delivery) in deliveries {
-            let error = match delivery.await {
-                Ok(Ok(_)) => continue,
-                Ok(Err((e, _))) => e,
-                Err(_) => KafkaError::Canceled,
-            };
-            failed.push(Refused {
-                topic: topic.to_owned(),
-                error,
-            });
-        }
-        match refusal::worst(failed) {
-            None => Ok(updated),
-            Some(refused) if is_fenced(&refused.error) => Err(CommitError::Fenced(id.clone())),
-            Some(refused) => Err(CommitError::Refused(refused)),
-        }
+        Ok(updated)
     }
 
-    async fn send<'t>(
+    /// Hands one record to librdkafka, waiting while its queue is full.
+    async fn send(
         &self,
-        topic: &'t str,
+        topic: &str,
         key: &str,
         payload: Option<&[u8]>,
-        headers: &[(&'static str, String)],
-    ) -> Result<(&'t str, rdkafka::producer::DeliveryFuture), CommitError> {
+        headers: &[(&'static str, Cow<'static, str>)],
+    ) -> Result<(), CommitError> {
         loop {
-            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-            for (name, value) in headers {
-                owned = owned.insert(Header {
-                    key: name,
-                    value: Some(value.as_bytes()),
-                });
+            let mut record = BaseRecord::to(topic).key(key);
+            if !headers.is_empty() {
+                let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+                for (name, value) in headers {
+                    owned = owned.insert(Header {
+                        key: name,
+                        value: Some(value.as_bytes()),
+                    });
+                }
+                record = record.headers(owned);
             }
-            let mut record = FutureRecord::to(topic).key(key).headers(owned);
             if let Some(payload) = payload {
                 record = record.payload(payload);
             }
-            match self.producer.send_result(record) {
-                Ok(delivery) => return Ok((topic, delivery)),
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     // The local queue is full: let librdkafka drain it.
                     tokio::time::sleep(Duration::from_millis(5)).await;

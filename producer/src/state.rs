@@ -41,9 +41,12 @@ impl IdState {
         Self::default()
     }
 
-    /// The state topic's key: `<entity>:<id>`.
-    pub(crate) fn key(entity: &str, id: i64) -> String {
-        format!("{entity}:{id}")
+    /// The state topic's key, `<entity>:<id>`, into a buffer the caller
+    /// reuses.
+    pub(crate) fn write_key(out: &mut String, entity: &str, id: i64) {
+        use std::fmt::Write as _;
+        out.clear();
+        let _ = write!(out, "{entity}:{id}");
     }
 
     /// Splits a state-topic key back.
@@ -63,11 +66,16 @@ impl IdState {
     }
 
     pub(crate) fn set(&mut self, entity: &str, id: i64, hash: &str) {
-        if let Some(p) = prefix(hash) {
-            self.entities
+        let Some(p) = prefix(hash) else {
+            return;
+        };
+        match self.entities.get_mut(entity) {
+            Some(table) => table.insert(id, p),
+            None => self
+                .entities
                 .entry(entity.to_owned())
                 .or_default()
-                .insert(id, p);
+                .insert(id, p),
         }
     }
 
@@ -123,7 +131,8 @@ mod tests {
 
     #[test]
     fn keys_round_trip_with_danish_names() {
-        let key = IdState::key("Aktør", 18614);
+        let mut key = String::from("left over");
+        IdState::write_key(&mut key, "Aktør", 18614);
         assert_eq!(key, "Aktør:18614");
         assert_eq!(IdState::parse_key(&key), Some(("Aktør", 18614)));
         assert_eq!(IdState::parse_key("garbage"), None);

@@ -339,7 +339,7 @@ mod tests {
             after.and_then(|a| a.as_object().cloned()),
             Some("2026-03-02T10:00:00.123".into()),
             "http://x",
-            chrono::Utc::now(),
+            &oda_model::odatime::format_utc(chrono::Utc::now()),
         )
     }
 
@@ -353,7 +353,7 @@ mod tests {
                 json!({"id": id, "status": status}).as_object().cloned(),
                 None,
                 "http://x",
-                chrono::Utc::now(),
+                &oda_model::odatime::format_utc(chrono::Utc::now()),
             );
             tables.apply("Sagsstatus", "status", None, Some(&row));
         }

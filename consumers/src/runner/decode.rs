@@ -170,7 +170,7 @@ mod tests {
             serde_json::json!({"id": 7}).as_object().cloned(),
             None,
             "http://x",
-            chrono::Utc::now(),
+            &oda_model::odatime::format_utc(chrono::Utc::now()),
         );
         let bytes = event.to_json();
         let decoded = decoder

@@ -34,7 +34,7 @@ pub(crate) fn event(entity: &str, id: i64, after: Value) -> ChangeEvent {
         after.as_object().cloned(),
         after["opdateringsdato"].as_str().map(str::to_owned),
         "http://127.0.0.1:8089/api",
-        chrono::Utc::now(),
+        &oda_model::odatime::format_utc(chrono::Utc::now()),
     )
 }
 

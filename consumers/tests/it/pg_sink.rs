@@ -185,7 +185,7 @@ async fn new_fields_become_columns_misfits_are_dead_lettered_and_deletes_delete(
         None,
         None,
         "http://127.0.0.1:8089/api",
-        chrono::Utc::now(),
+        &oda_model::odatime::format_utc(chrono::Utc::now()),
     );
     fixtures.push(Fixture::event(&deleted));
     produce(&input, fixtures).await;

@@ -69,7 +69,7 @@ fn delete(entity: &str, id: i64) -> Vec<Fixture> {
         None,
         None,
         "http://127.0.0.1:8089/api",
-        chrono::Utc::now(),
+        &oda_model::odatime::format_utc(chrono::Utc::now()),
     );
     vec![
         Fixture::event(&gone),

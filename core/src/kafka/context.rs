@@ -86,3 +86,57 @@ impl rdkafka::producer::ProducerContext for LogContext {
         }
     }
 }
+
+/// The context of transactional writers: [`LogContext`]'s logging, plus
+/// the worst delivery failure since it was last taken. A transaction's
+/// commit fails when any of its records failed, so this is all a writer
+/// needs to learn which topic refused what, without a future (and a
+/// wake-up) per record.
+#[derive(Debug, Default)]
+pub struct WriterContext {
+    refused: std::sync::Mutex<Option<super::Refused>>,
+}
+
+impl WriterContext {
+    /// The worst failure since the last call (a permanent one first).
+    pub fn take_refusal(&self) -> Option<super::Refused> {
+        match self.refused.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
+}
+
+impl ClientContext for WriterContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        LogContext.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        LogContext.error(error, reason);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for WriterContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(
+        &self,
+        result: &rdkafka::message::DeliveryResult<'_>,
+        _opaque: Self::DeliveryOpaque,
+    ) {
+        let Err((error, message)) = result else {
+            return;
+        };
+        use rdkafka::message::Message;
+        let refused = super::Refused {
+            topic: message.topic().to_owned(),
+            error: error.clone(),
+        };
+        let mut slot = match self.refused.lock() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = super::refusal::worst(slot.take().into_iter().chain([refused]));
+    }
+}

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::{FutureProducer, Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
 
 use crate::config::KafkaSettings;
-use crate::kafka::LogContext;
+use crate::kafka::{LogContext, WriterContext};
 
 /// Creates a transactional producer and runs `init_transactions`, which
 /// fences any earlier instance with the same id and aborts its open
@@ -20,19 +20,53 @@ pub async fn transactional_producer(
     transaction_timeout: Duration,
     defaults: &[(&str, &str)],
 ) -> Result<FutureProducer<LogContext>, KafkaError> {
+    let producer: FutureProducer<LogContext> =
+        transactional_config(kafka, transactional_id, transaction_timeout, defaults)
+            .create_with_context(LogContext)?;
+    let init = producer.clone();
+    fence(move || init.init_transactions(Timeout::After(transaction_timeout))).await?;
+    Ok(producer)
+}
+
+/// A transactional writer that learns of failed deliveries from its
+/// context ([`WriterContext::take_refusal`]) rather than from a future per
+/// record: the choice of writers whose records number in the millions.
+/// Fenced like [`transactional_producer`].
+pub async fn transactional_writer(
+    kafka: &KafkaSettings,
+    transactional_id: &str,
+    transaction_timeout: Duration,
+    defaults: &[(&str, &str)],
+) -> Result<ThreadedProducer<WriterContext>, KafkaError> {
+    let producer: ThreadedProducer<WriterContext> =
+        transactional_config(kafka, transactional_id, transaction_timeout, defaults)
+            .create_with_context(WriterContext::default())?;
+    let init = producer.clone();
+    fence(move || init.init_transactions(Timeout::After(transaction_timeout))).await?;
+    Ok(producer)
+}
+
+fn transactional_config(
+    kafka: &KafkaSettings,
+    transactional_id: &str,
+    transaction_timeout: Duration,
+    defaults: &[(&str, &str)],
+) -> rdkafka::ClientConfig {
     let mut config = kafka.producer_config_with(Some(transactional_id), defaults);
     config.set(
         "transaction.timeout.ms",
         transaction_timeout.as_millis().to_string(),
     );
-    let producer: FutureProducer<LogContext> = config.create_with_context(LogContext)?;
-    let init = producer.clone();
-    tokio::task::spawn_blocking(move || {
-        init.init_transactions(Timeout::After(transaction_timeout))
-    })
-    .await
-    .map_err(|_| KafkaError::Canceled)??;
-    Ok(producer)
+    config
+}
+
+/// Runs the blocking `init_transactions` off the runtime's threads.
+async fn fence(
+    init: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
+) -> Result<(), KafkaError> {
+    tokio::task::spawn_blocking(init)
+        .await
+        .map_err(|_| KafkaError::Canceled)?
 }
 
 /// Whether a transactional call failed because a newer instance with the

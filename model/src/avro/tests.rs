@@ -502,7 +502,7 @@ fn envelope_round_trip_from_change_event_new() {
         Some(after),
         Some("2026-03-29T02:30:00".into()),
         "https://oda.ft.dk/api",
-        polled,
+        &crate::odatime::format_utc(polled),
     );
     assert_eq!(event_round_trip(aktoer, &event), event);
 }

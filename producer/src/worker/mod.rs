@@ -55,7 +55,8 @@ pub enum StartFrom {
 #[derive(Debug, Clone)]
 pub(crate) struct EntityPlan {
     pub(crate) entity: String,
-    pub(crate) topic: String,
+    /// Shared by every record the worker writes.
+    pub(crate) topic: Arc<str>,
     pub(crate) poll_interval: Duration,
     /// Where in each interval this set polls: sets spread evenly over the
     /// interval, so their reads do not queue at the rate limiter at once.

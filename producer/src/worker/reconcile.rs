@@ -1,10 +1,13 @@
 //! Finding deletes: ODA keeps no tombstones, so every reconcile lists the
 //! source's ids and compares them with what was published.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::Utc;
 use oda_model::event::{ChangeEvent, Op, headers};
+use oda_model::odatime;
 
 use super::in_flight::InFlight;
 use super::records::Mode;
@@ -130,11 +133,11 @@ impl Worker {
             None,
             None,
             self.shared.client.base_url(),
-            Utc::now(),
+            &odatime::format_utc(Utc::now()),
         );
-        let headers = vec![
-            (headers::ENTITY, entity.to_owned()),
-            (headers::OP, Op::Delete.code().to_owned()),
+        let headers: Vec<(&'static str, Cow<'static, str>)> = vec![
+            (headers::ENTITY, entity.to_owned().into()),
+            (headers::OP, Op::Delete.code().into()),
         ];
         // In the topic's own format: an Avro topic's readers (a plain
         // Confluent deserializer) must read the `d` event too.
@@ -146,7 +149,7 @@ impl Worker {
             }
         };
         let mut event_headers = headers.clone();
-        event_headers.push((headers::CONTENT_TYPE, content_type.to_owned()));
+        event_headers.push((headers::CONTENT_TYPE, content_type.into()));
         self.shared
             .metrics
             .published
@@ -154,13 +157,13 @@ impl Worker {
             .inc();
         vec![
             Outgoing {
-                topic: self.plan.topic.clone(),
+                topic: Arc::clone(&self.plan.topic),
                 key: event.key(),
                 payload: Some(payload),
                 headers: event_headers,
             },
             Outgoing {
-                topic: self.plan.topic.clone(),
+                topic: Arc::clone(&self.plan.topic),
                 key: event.key(),
                 payload: None,
                 headers,

@@ -2,10 +2,15 @@
 //! headers, decided per id against the published state (new, changed,
 //! unchanged), or a dead letter when it cannot be encoded.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use chrono::Utc;
 use oda_cdc_core::dead_letter::{self, ErrorKind, Letter, headers as dlq};
+use oda_model::entity::EntitySet;
 use oda_model::event::{ChangeEvent, Op, headers};
 use oda_model::hash::content_hash;
+use oda_model::odatime;
 use serde_json::{Map, Value};
 
 use super::Worker;
@@ -28,6 +33,27 @@ pub(super) enum Mode<'a> {
     Backfill(&'a str),
 }
 
+/// What one page published, counted locally and added to the metrics
+/// once: a labelled counter costs a hash and a lock per call.
+#[derive(Debug, Default)]
+struct Tally {
+    unchanged: u64,
+    dead_lettered: u64,
+    /// Published per op: `r`, `c`, `u`.
+    published: [u64; 3],
+}
+
+impl Tally {
+    fn publish(&mut self, op: Op) {
+        let slot = match op {
+            Op::Create => 1,
+            Op::Update => 2,
+            Op::Read | Op::Delete => 0,
+        };
+        self.published[slot] += 1;
+    }
+}
+
 impl Worker {
     /// Turns source records into events, deciding per id against the
     /// published state (which it updates).
@@ -37,8 +63,11 @@ impl Worker {
         keys: &[RowKey],
         mode: Mode<'_>,
     ) -> (Vec<Outgoing>, Vec<(i64, Option<String>)>) {
-        let polled_at = Utc::now();
+        let polled_at = odatime::format_utc(Utc::now());
         let entity = self.entity();
+        let set = oda_model::entity::entity_set(entity);
+        let content_type = self.shared.encoder.content_type();
+        let mut tally = Tally::default();
         let mut out = Vec::with_capacity(records.len());
         let mut state_changes = Vec::with_capacity(records.len());
         let mut state = match self.shared.state.lock() {
@@ -54,17 +83,16 @@ impl Worker {
                 // A requested backfill re-sends every row (contract.md#no-duplicates: the exception).
                 (_, Mode::Backfill(_)) => Op::Read,
                 (Decision::Unchanged, _) => {
-                    self.shared
-                        .metrics
-                        .skipped
-                        .with_label_values(&[entity, "unchanged"])
-                        .inc();
+                    tally.unchanged += 1;
                     continue;
                 }
                 (_, Mode::Snapshot) => Op::Read,
                 (Decision::New, Mode::Stream) => Op::Create,
                 (Decision::Changed, Mode::Stream) => Op::Update,
             };
+            if let Some(set) = set {
+                self.note_unknown_fields(set, &record);
+            }
             let event = ChangeEvent::new(
                 op,
                 entity,
@@ -72,24 +100,20 @@ impl Worker {
                 Some(record),
                 key.literal.clone(),
                 self.shared.client.base_url(),
-                polled_at,
+                &polled_at,
             );
-            let mut headers = vec![
-                (headers::ENTITY, entity.to_owned()),
-                (headers::OP, op.code().to_owned()),
-                (headers::HASH, hash.clone()),
-                (
-                    headers::CONTENT_TYPE,
-                    self.shared.encoder.content_type().to_owned(),
-                ),
+            let mut headers: Vec<(&'static str, Cow<'static, str>)> = vec![
+                (headers::ENTITY, entity.to_owned().into()),
+                (headers::OP, op.code().into()),
+                (headers::HASH, hash.clone().into()),
+                (headers::CONTENT_TYPE, content_type.into()),
             ];
             if let Some(literal) = &key.literal {
-                headers.push((headers::OPDATERINGSDATO, literal.clone()));
+                headers.push((headers::OPDATERINGSDATO, literal.clone().into()));
             }
             if let Mode::Backfill(request) = mode {
-                headers.push((headers::BACKFILL, request.to_owned()));
+                headers.push((headers::BACKFILL, request.to_owned().into()));
             }
-            self.note_unknown_fields(&event);
             let published = self
                 .shared
                 .encoder
@@ -97,7 +121,7 @@ impl Worker {
                 .map_err(|error| error.to_string())
                 .and_then(|payload| {
                     let record = Outgoing {
-                        topic: self.plan.topic.clone(),
+                        topic: Arc::clone(&self.plan.topic),
                         key: event.key(),
                         payload: Some(payload),
                         headers,
@@ -112,31 +136,52 @@ impl Worker {
                     }
                 });
             match published {
-                Ok(record) => out.push(record),
+                Ok(record) => {
+                    out.push(record);
+                    tally.publish(op);
+                }
                 Err(error) => {
                     // Counts as published (contract.md#delivery-guarantees): the raw record goes to
                     // the dead-letter topic in this same transaction.
                     tracing::warn!(entity, id = key.id, %error, "Record cannot be published; dead-lettered.");
                     out.push(self.dead_letter(&event, &error));
-                    state.set(entity, key.id, &hash);
-                    state_changes.push((key.id, Some(hash)));
-                    self.shared
-                        .metrics
-                        .dlq
-                        .with_label_values(&[PROCESSOR])
-                        .inc();
-                    continue;
+                    tally.dead_lettered += 1;
                 }
             }
             state.set(entity, key.id, &hash);
             state_changes.push((key.id, Some(hash)));
-            self.shared
-                .metrics
-                .published
-                .with_label_values(&[entity, op.code()])
-                .inc();
         }
+        drop(state);
+        self.count(&tally);
         (out, state_changes)
+    }
+
+    fn count(&self, tally: &Tally) {
+        let metrics = &self.shared.metrics;
+        let entity = self.entity();
+        if tally.unchanged > 0 {
+            metrics
+                .skipped
+                .with_label_values(&[entity, "unchanged"])
+                .inc_by(tally.unchanged);
+        }
+        if tally.dead_lettered > 0 {
+            metrics
+                .dlq
+                .with_label_values(&[PROCESSOR])
+                .inc_by(tally.dead_lettered);
+        }
+        for (op, n) in [Op::Read, Op::Create, Op::Update]
+            .iter()
+            .zip(tally.published)
+        {
+            if n > 0 {
+                metrics
+                    .published
+                    .with_label_values(&[entity, op.code()])
+                    .inc_by(n);
+            }
+        }
     }
 
     /// The letter (contract.md#dead-letters) for a record the producer
@@ -168,16 +213,16 @@ impl Worker {
         headers: Vec<(&'static str, String)>,
     ) -> Outgoing {
         let mut record = Outgoing {
-            topic: self.shared.topics.dlq().to_owned(),
+            topic: self.shared.topics.dlq().into(),
             key,
             payload: None,
-            headers,
+            headers: headers.into_iter().map(|(n, v)| (n, v.into())).collect(),
         };
         let (payload, omitted) =
             dead_letter::fit_value(&self.shared.limits, &record.topic, record.size(false), raw);
         record.payload = payload;
         if let Some(note) = omitted {
-            record.headers.push((dlq::VALUE_OMITTED, note));
+            record.headers.push((dlq::VALUE_OMITTED, note.into()));
         }
         record
     }
@@ -231,26 +276,21 @@ impl Worker {
     }
 
     /// Counts fields the entity model does not know and logs each once.
-    fn note_unknown_fields(&self, event: &ChangeEvent) {
-        let (Some(record), Some(set)) =
-            (&event.after, oda_model::entity::entity_set(&event.entity))
-        else {
-            return;
-        };
+    fn note_unknown_fields(&self, set: &EntitySet, record: &Map<String, Value>) {
         for name in record.keys().filter(|k| set.field(k).is_none()) {
             self.shared
                 .metrics
                 .unknown_fields
-                .with_label_values(&[&event.entity])
+                .with_label_values(&[&set.name])
                 .inc();
             let first = self
                 .shared
                 .unknown_logged
                 .lock()
-                .map(|mut seen| seen.insert((event.entity.clone(), name.clone())))
+                .map(|mut seen| seen.insert((set.name.clone(), name.clone())))
                 .unwrap_or(false);
             if first {
-                tracing::warn!(entity = %event.entity, field = %name, "The source sends a field the schema does not know; it travels in `extra`.");
+                tracing::warn!(entity = %set.name, field = %name, "The source sends a field the schema does not know; it travels in `extra`.");
             }
         }
     }
@@ -258,7 +298,7 @@ impl Worker {
     /// A report for the signals topic, committed with the work it reports.
     pub(super) fn signal_record(&self, report: &Signal) -> Outgoing {
         Outgoing {
-            topic: self.shared.topics.signals(),
+            topic: self.shared.topics.signals().into(),
             key: self.plan.entity.clone(),
             payload: Some(report.to_json()),
             headers: Vec::new(),

@@ -169,7 +169,7 @@ mod tests {
             after.as_object().cloned(),
             after["opdateringsdato"].as_str().map(str::to_owned),
             "http://x",
-            chrono::Utc::now(),
+            &oda_model::odatime::format_utc(chrono::Utc::now()),
         )
     }
 
@@ -236,7 +236,7 @@ mod tests {
             None,
             None,
             "http://x",
-            chrono::Utc::now(),
+            &oda_model::odatime::format_utc(chrono::Utc::now()),
         );
         assert_eq!(normalize.document(&deleted)["deleted"], true);
         let input = Input {

@@ -225,7 +225,7 @@ mod tests {
             Some(after),
             Some("2025-12-19T09:32:16.467".into()),
             "https://oda.ft.dk/api",
-            chrono::Utc::now(),
+            &oda_model::odatime::format_utc(chrono::Utc::now()),
         )
     }
 

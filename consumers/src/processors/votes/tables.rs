@@ -320,7 +320,7 @@ mod tests {
             after.as_object().cloned(),
             None,
             "http://x",
-            chrono::Utc::now(),
+            &oda_model::odatime::format_utc(chrono::Utc::now()),
         );
         tables.apply(entity, id, Some(&event));
     }
