@@ -379,7 +379,16 @@ impl OdaClient {
         if priority == Priority::Urgent {
             self.limiter.acquire(priority).await;
         }
+        let started = std::time::Instant::now();
         let result = self.send(url).await;
+        // Which requests a run spends its rate on, for whoever tunes it.
+        tracing::trace!(
+            url = %crate::secret::redact_url(url),
+            ?priority,
+            ok = result.is_ok(),
+            ms = started.elapsed().as_millis() as u64,
+            "ODA request."
+        );
         match &result {
             Ok(_) => self.breaker.on_success(),
             Err(e) if e.is_source_failure() => self.breaker.on_failure(),

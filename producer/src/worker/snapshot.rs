@@ -162,11 +162,27 @@ impl Worker {
     pub(super) async fn ranges(&self) -> Result<Vec<IdRange>, CycleError> {
         Ok(
             match (self.edge_id(false).await?, self.edge_id(true).await?) {
-                (Some(min), Some(max)) => split(min - 1, max, self.shared.snapshot_ranges),
+                (Some(min), Some(max)) => {
+                    let parts = parts_for(max - min + 1, self.shared.snapshot_ranges);
+                    split(min - 1, max, parts)
+                }
                 _ => Vec::new(),
             },
         )
     }
+}
+
+/// Ids a range spans at least before a set is split: ten full pages.
+/// Every range ends on a short page, so splitting a small set only adds
+/// requests (a 12-row set read as four ranges costs four requests for one
+/// page of rows), and at a polite rate requests are the budget.
+const MIN_RANGE_IDS: i64 = 1_000;
+
+/// How many ranges an id span is read as: up to `wanted`, none narrower
+/// than [`MIN_RANGE_IDS`].
+fn parts_for(span: i64, wanted: usize) -> usize {
+    let fit = usize::try_from(span / MIN_RANGE_IDS).unwrap_or(usize::MAX);
+    wanted.min(fit).max(1)
 }
 
 /// Splits `(after, to]` into `parts` ranges of about equal width.
@@ -203,5 +219,15 @@ mod tests {
             }
         }
         assert!(split(10, 10, 4).is_empty());
+    }
+
+    #[test]
+    fn small_sets_are_read_as_one_range() {
+        assert_eq!(parts_for(12, 4), 1);
+        assert_eq!(parts_for(999, 4), 1);
+        assert_eq!(parts_for(2_500, 4), 2);
+        assert_eq!(parts_for(1_000_000, 4), 4);
+        assert_eq!(parts_for(1_000_000, 0), 1);
+        assert_eq!(parts_for(0, 4), 1);
     }
 }
