@@ -167,7 +167,7 @@ impl Committer {
                 }
             }
             let stall = self.stall.clone();
-            match stall.watch(self.commit(&group)).await {
+            match stall.watch(self.commit(&mut group)).await {
                 Ok(()) => {
                     self.metrics
                         .transactions
@@ -199,7 +199,7 @@ impl Committer {
         Ok(())
     }
 
-    async fn commit(&mut self, group: &[Batch]) -> Result<(), CommitError> {
+    async fn commit(&mut self, group: &mut [Batch]) -> Result<(), CommitError> {
         let id = self.transactional_id.clone();
         self.producer
             .begin_transaction()
@@ -248,12 +248,14 @@ impl Committer {
     }
 
     /// Sends every record of the group; returns the checkpoints to adopt
-    /// once the transaction commits.
-    async fn write(&self, group: &[Batch]) -> Result<HashMap<String, Checkpoint>, CommitError> {
+    /// once the transaction commits. Each batch's records and state are
+    /// dropped once librdkafka holds its copy, not kept through the commit:
+    /// a group is up to [`MAX_RECORDS`] records, a snapshot's memory peak.
+    async fn write(&self, group: &mut [Batch]) -> Result<HashMap<String, Checkpoint>, CommitError> {
         let mut updated: HashMap<String, Checkpoint> = HashMap::new();
         let mut key = String::new();
-        for batch in group {
-            for record in &batch.records {
+        for batch in group.iter_mut() {
+            for record in std::mem::take(&mut batch.records) {
                 self.send(
                     &record.topic,
                     &record.key,
@@ -262,8 +264,8 @@ impl Committer {
                 )
                 .await?;
             }
-            for (record_id, hash) in &batch.state {
-                IdState::write_key(&mut key, &batch.entity, *record_id);
+            for (record_id, hash) in std::mem::take(&mut batch.state) {
+                IdState::write_key(&mut key, &batch.entity, record_id);
                 self.send(
                     &self.topics.state,
                     &key,
