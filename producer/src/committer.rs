@@ -221,19 +221,23 @@ impl Committer {
                         self.checkpoints.extend(updated);
                         return Ok(());
                     }
-                    Err(e) => classify(&e, &id),
+                    // A refused record says more than the transaction's
+                    // own error (which topic, and whether retrying can
+                    // help). Taken before the abort, whose purge reports
+                    // every record still queued as failed too.
+                    Err(e) => match self.producer.context().take_refusal() {
+                        Some(refused) if is_fenced(&refused.error) => CommitError::Fenced(id),
+                        Some(refused) => CommitError::Refused(refused),
+                        None => classify(&e, &id),
+                    },
                 }
             }
+            // A record refused at hand-over: its own error is the reason.
             Err(e) => e,
         };
         self.abort().await;
-        // A refused record says more than the transaction's own error
-        // (which topic, and whether retrying can help).
-        Err(match self.producer.context().take_refusal() {
-            Some(refused) if is_fenced(&refused.error) => CommitError::Fenced(id),
-            Some(refused) => CommitError::Refused(refused),
-            None => failed,
-        })
+        let _ = self.producer.context().take_refusal();
+        Err(failed)
     }
 
     async fn abort(&self) {
