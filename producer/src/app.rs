@@ -215,7 +215,11 @@ pub async fn run(
             match ended {
                 Ok(()) if shutdown.is_cancelled() => return Ok(()),
                 Ok(()) => {
-                    tracing::warn!("The lease moved to another instance; this one stops writing.");
+                    tracing::warn!(
+                        "The lease was revoked (another instance took it, or the group \
+                         coordinator lost this instance's session, as when its broker goes \
+                         away); this one stops writing until it holds the lease again."
+                    );
                 }
                 Err(PipelineError::Commit(CommitError::Refused(refused)))
                     if refusals.failed(&refused) =>

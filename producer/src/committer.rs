@@ -11,8 +11,9 @@ use std::time::Duration;
 use oda_cdc_core::config::KafkaSettings;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::refusal::Refused;
-use oda_cdc_core::kafka::{StallWatch, WriterContext, is_fenced};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use oda_cdc_core::kafka::writer::{Failure, explain_failure};
+use oda_cdc_core::kafka::{StallWatch, WriterContext, hand_over, is_fenced};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
@@ -99,9 +100,15 @@ pub(crate) async fn transactional_producer(
     kafka: &KafkaSettings,
     transactional_id: &str,
 ) -> Result<TxProducer, CommitError> {
-    oda_cdc_core::kafka::transactional_writer(kafka, transactional_id, TXN_TIMEOUT, &[])
-        .await
-        .map_err(|e| classify(&e, transactional_id))
+    oda_cdc_core::kafka::transactional_writer(
+        kafka,
+        transactional_id,
+        TXN_TIMEOUT,
+        &[],
+        WriterContext::default(),
+    )
+    .await
+    .map_err(|e| classify(&e, transactional_id))
 }
 
 fn classify(error: &KafkaError, transactional_id: &str) -> CommitError {
@@ -223,12 +230,12 @@ impl Committer {
                     }
                     // A refused record says more than the transaction's
                     // own error (which topic, and whether retrying can
-                    // help). Taken before the abort, whose purge reports
-                    // every record still queued as failed too.
-                    Err(e) => match self.producer.context().take_refusal() {
-                        Some(refused) if is_fenced(&refused.error) => CommitError::Fenced(id),
-                        Some(refused) => CommitError::Refused(refused),
-                        None => classify(&e, &id),
+                    // help). Explained before the abort, whose purge
+                    // reports every record still queued as failed too.
+                    Err(e) => match self.explain(e).await {
+                        Failure::Fenced => CommitError::Fenced(id),
+                        Failure::Refused(refused) => CommitError::Refused(refused),
+                        Failure::Other(e) => classify(&e, &id),
                     },
                 }
             }
@@ -306,37 +313,42 @@ impl Committer {
         payload: Option<&[u8]>,
         headers: &[(&'static str, Cow<'static, str>)],
     ) -> Result<(), CommitError> {
-        loop {
-            let mut record = BaseRecord::to(topic).key(key);
-            if !headers.is_empty() {
-                let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-                for (name, value) in headers {
-                    owned = owned.insert(Header {
-                        key: name,
-                        value: Some(value.as_bytes()),
-                    });
-                }
-                record = record.headers(owned);
+        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).key(key);
+        if !headers.is_empty() {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (name, value) in headers {
+                owned = owned.insert(Header {
+                    key: name,
+                    value: Some(value.as_bytes()),
+                });
             }
-            if let Some(payload) = payload {
-                record = record.payload(payload);
-            }
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // The local queue is full: let librdkafka drain it.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) if is_fenced(&e) => {
-                    return Err(CommitError::Fenced(self.transactional_id.clone()));
-                }
-                Err((error, _)) => {
-                    return Err(CommitError::Refused(Refused {
-                        topic: topic.to_owned(),
-                        error,
-                    }));
-                }
-            }
+            record = record.headers(owned);
         }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        let Err(error) = hand_over(&self.producer, record).await else {
+            return Ok(());
+        };
+        // Once a record failed, later sends are refused with a state error
+        // that hides it: the explanation names the first.
+        Err(match self.explain(error).await {
+            Failure::Fenced => CommitError::Fenced(self.transactional_id.clone()),
+            Failure::Refused(refused) => CommitError::Refused(refused),
+            Failure::Other(error) => CommitError::Refused(Refused {
+                topic: topic.to_owned(),
+                error,
+            }),
+        })
+    }
+
+    /// [`explain_failure`], off the async threads.
+    async fn explain(&self, error: KafkaError) -> Failure {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            explain_failure(&producer, error, Duration::from_secs(10))
+        })
+        .await
+        .unwrap_or_else(|_| Failure::Other(KafkaError::Canceled))
     }
 }

@@ -99,6 +99,13 @@ enum SessionError {
     Registry(#[from] DecodeError),
     #[error("the consumer has no group metadata for the transaction")]
     NoGroup,
+    #[error(
+        "the group took this member's partitions (its session timed out, or it was fenced); \
+         a new consumer joins"
+    )]
+    AssignmentLost,
+    #[error("{0}; a new consumer joins")]
+    FetchStuck(String),
     #[error("the processor's store: {0:#}")]
     Store(anyhow::Error),
 }

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use oda_cdc_core::config::Delivery;
-use oda_cdc_core::kafka::{LogContext, RecordLimits, is_fenced, transactional_producer};
+use oda_cdc_core::kafka::{RecordLimits, WriterContext, is_fenced, transactional_writer};
 use oda_cdc_core::shutdown::CancellationToken;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -44,11 +44,12 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
     };
     let writer = match delivery {
         Delivery::ExactlyOnce => Writer::Transactional(
-            transactional_producer(
+            transactional_writer(
                 &settings.kafka,
                 &shared.transactional_id,
                 TRANSACTION_TIMEOUT,
                 PRODUCER_TUNING,
+                WriterContext::tracking_offsets(),
             )
             .await
             .map_err(|e| fenced_or(e, &shared.transactional_id))?,
@@ -57,7 +58,7 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
             settings
                 .kafka
                 .producer_config_with(None, PRODUCER_TUNING)
-                .create_with_context(LogContext)?,
+                .create_with_context(WriterContext::tracking_offsets())?,
         ),
     };
     let mut config = settings.kafka.consumer_config(&shared.group);
@@ -75,10 +76,7 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
         // must go to one member (partitioned state follows it).
         .set("partition.assignment.strategy", "range");
     let consumer: Arc<StreamConsumer<RunnerContext>> =
-        Arc::new(config.create_with_context(RunnerContext {
-            rebalances: AtomicU64::new(0),
-            lag: shared.metrics.lag.clone(),
-        })?);
+        Arc::new(config.create_with_context(RunnerContext::new(shared.metrics.lag.clone()))?);
     let inputs: Vec<&str> = shared.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&inputs)?;
     // Ends with the session (the handle aborts the task when dropped).
@@ -319,7 +317,7 @@ async fn read_batch(
     consumer: &StreamConsumer<RunnerContext>,
     shutdown: &CancellationToken,
     tick: Option<Duration>,
-) -> Result<Option<Vec<OwnedMessage>>, KafkaError> {
+) -> Result<Option<Vec<OwnedMessage>>, SessionError> {
     let rebalances = || consumer.context().rebalances.load(Ordering::SeqCst);
     let mut batch = Vec::new();
     let mut seen = rebalances();
@@ -340,6 +338,12 @@ async fn read_batch(
                 .await
                 .ok(),
         };
+        if consumer.context().lost.load(Ordering::SeqCst) {
+            return Err(SessionError::AssignmentLost);
+        }
+        if let Some(stuck) = consumer.context().stuck() {
+            return Err(SessionError::FetchStuck(stuck));
+        }
         let now = rebalances();
         let rebalanced = now != seen;
         if rebalanced {
@@ -360,7 +364,7 @@ async fn read_batch(
             }
             Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
                 tracing::warn!(%error, "The consumer failed for good; starting a new session.");
-                return Err(error);
+                return Err(error.into());
             }
             Some(Err(error)) => note_consumer_error(&error),
             None => {}

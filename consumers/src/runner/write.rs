@@ -1,17 +1,21 @@
 //! Writing a batch: outputs, dead letters and the input offsets, in one
 //! transaction (exactly-once) or acknowledged then committed
 //! (at-least-once).
+//!
+//! Records are handed to a [`ThreadedProducer`] whose context keeps the
+//! worst refusal and where the records landed ([`WriterContext`]): no
+//! future per record. The batch is then settled as a whole, by the commit
+//! (which flushes, and fails if any record failed) or by a flush.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use oda_cdc_core::kafka::LogContext;
-use oda_cdc_core::kafka::refusal::{self, Refused};
+use oda_cdc_core::kafka::writer::{Failure, explain_failure};
+use oda_cdc_core::kafka::{Refused, WriterContext, hand_over};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -20,14 +24,17 @@ use super::processor::Processor;
 use super::session::fenced_or;
 use super::{SessionError, Shared, TRANSACTION_TIMEOUT};
 
+/// The session's producer.
+pub(super) type RunnerProducer = ThreadedProducer<WriterContext>;
+
 /// The writer of a session, by delivery mode.
 pub(super) enum Writer {
-    Transactional(FutureProducer<LogContext>),
-    Acknowledged(FutureProducer<LogContext>),
+    Transactional(RunnerProducer),
+    Acknowledged(RunnerProducer),
 }
 
 impl Writer {
-    pub(super) fn producer(&self) -> &FutureProducer<LogContext> {
+    pub(super) fn producer(&self) -> &RunnerProducer {
         match self {
             Writer::Transactional(p) | Writer::Acknowledged(p) => p,
         }
@@ -44,7 +51,7 @@ pub(super) struct Outgoing {
 }
 
 /// Where a batch's records landed: the last offset per topic and partition.
-pub(super) type Written = HashMap<(String, i32), i64>;
+pub(super) type Written = oda_cdc_core::kafka::Landed;
 
 /// Writes a batch's records and moves the group's offsets past it.
 pub(super) async fn write(
@@ -54,54 +61,68 @@ pub(super) async fn write(
     outgoing: Vec<Outgoing>,
     offsets: &HashMap<(String, i32), i64>,
 ) -> Result<Written, SessionError> {
-    let mut positions = TopicPartitionList::new();
-    for ((topic, partition), offset) in offsets {
-        positions.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
-    }
+    let positions = positions(offsets)?;
     let producer = writer.producer().clone();
     match writer {
         Writer::Transactional(_) => {
-            let id = shared.transactional_id.as_str();
+            let id = shared.transactional_id.clone();
             let metadata = consumer.group_metadata().ok_or(SessionError::NoGroup)?;
-            producer.begin_transaction().map_err(|e| fenced_or(e, id))?;
+            producer
+                .begin_transaction()
+                .map_err(|e| fenced_or(e, &id))?;
+            // Failures of earlier, aborted transactions are not this one's.
+            let _ = producer.context().take_refusal();
+            let _ = producer.context().take_landed();
             let sent = async {
-                let written = send_all(&producer, outgoing)
-                    .await
-                    .map_err(SessionError::Refused)?;
+                send_all(&producer, &outgoing, Some(&id)).await?;
+                drop(outgoing);
                 let tx = producer.clone();
+                let id = id.clone();
                 tokio::task::spawn_blocking(move || {
-                    // A tick's batch moves no offsets.
-                    if positions.count() > 0 {
-                        tx.send_offsets_to_transaction(
-                            &positions,
-                            &metadata,
-                            Timeout::After(TRANSACTION_TIMEOUT),
-                        )?;
+                    let done = (|| {
+                        // A tick's batch moves no offsets.
+                        if positions.count() > 0 {
+                            tx.send_offsets_to_transaction(
+                                &positions,
+                                &metadata,
+                                Timeout::After(TRANSACTION_TIMEOUT),
+                            )?;
+                        }
+                        tx.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))
+                    })();
+                    match done {
+                        Ok(()) => settle(&tx),
+                        // Explained before the abort, whose purge fails
+                        // every record still queued too.
+                        Err(error) => Err(explained(&tx, error, &id)),
                     }
-                    tx.commit_transaction(Timeout::After(TRANSACTION_TIMEOUT))
                 })
                 .await
                 .map_err(|_| KafkaError::Canceled)?
-                .map_err(|e| fenced_or(e, id))?;
-                Ok::<_, SessionError>(written)
             }
             .await;
-            match sent {
-                Ok(written) => Ok(written),
-                Err(error) => {
-                    let tx = producer.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        tx.abort_transaction(Timeout::After(TRANSACTION_TIMEOUT))
-                    })
-                    .await;
-                    Err(error)
-                }
+            if sent.is_err() {
+                let tx = producer.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    tx.abort_transaction(Timeout::After(TRANSACTION_TIMEOUT))
+                })
+                .await;
             }
+            sent
         }
         Writer::Acknowledged(_) => {
-            let written = send_all(&producer, outgoing)
-                .await
-                .map_err(SessionError::Refused)?;
+            let _ = producer.context().take_landed();
+            send_all(&producer, &outgoing, None).await?;
+            drop(outgoing);
+            let flushed = producer.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                // Each record ends delivered or failed within
+                // `message.timeout.ms`: the flush needs no deadline of its own.
+                flushed.flush(Timeout::Never)?;
+                Ok::<_, KafkaError>(settle(&flushed))
+            })
+            .await
+            .map_err(|_| KafkaError::Canceled)???;
             if positions.count() > 0 {
                 let consumer = Arc::clone(consumer);
                 tokio::task::spawn_blocking(move || consumer.commit(&positions, CommitMode::Sync))
@@ -125,17 +146,21 @@ pub(super) async fn write_then_store<P: Processor>(
     outgoing: Vec<Outgoing>,
     offsets: &HashMap<(String, i32), i64>,
 ) -> Result<Written, SessionError> {
-    let written = send_all(writer.producer(), outgoing)
-        .await
-        .map_err(SessionError::Refused)?;
+    let producer = writer.producer().clone();
+    let _ = producer.context().take_landed();
+    send_all(&producer, &outgoing, None).await?;
+    drop(outgoing);
+    let written = tokio::task::spawn_blocking(move || {
+        producer.flush(Timeout::Never)?;
+        Ok::<_, KafkaError>(settle(&producer))
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)???;
     processor
         .store(offsets)
         .await
         .map_err(SessionError::Store)?;
-    let mut positions = TopicPartitionList::new();
-    for ((topic, partition), offset) in offsets {
-        positions.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
-    }
+    let positions = positions(offsets)?;
     if positions.count() > 0
         && let Err(error) = consumer.commit(&positions, CommitMode::Async)
     {
@@ -144,72 +169,93 @@ pub(super) async fn write_then_store<P: Processor>(
     Ok(written)
 }
 
-/// Sends every record and waits for every acknowledgement; a failure
-/// names its topic (the worst of several, [`refusal::worst`]).
+fn positions(offsets: &HashMap<(String, i32), i64>) -> Result<TopicPartitionList, KafkaError> {
+    let mut positions = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        positions.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    Ok(positions)
+}
+
+/// Once a flush or a commit returned: where the batch landed, or the
+/// worst of its refused records (blocking, briefly, until the last
+/// delivery report has run).
+fn settle(producer: &RunnerProducer) -> Result<Written, SessionError> {
+    let context = producer.context();
+    if !context.wait_reported(REPORT_PATIENCE) {
+        return Err(SessionError::Kafka(KafkaError::Canceled));
+    }
+    match context.take_refusal() {
+        Some(refused) => Err(SessionError::Refused(refused)),
+        None => Ok(context.take_landed()),
+    }
+}
+
+/// How long the reports of a flushed batch may take to run: their queue
+/// is empty by then, so anything near this is a stuck polling thread.
+const REPORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A failed transactional write as the session reports it
+/// ([`explain_failure`]: fencing first, then the refused record).
+fn explained(producer: &RunnerProducer, error: KafkaError, transactional_id: &str) -> SessionError {
+    match explain_failure(producer, error, REPORT_PATIENCE) {
+        Failure::Fenced => SessionError::Fenced(transactional_id.to_owned()),
+        Failure::Refused(refused) => SessionError::Refused(refused),
+        Failure::Other(error) => SessionError::Kafka(error),
+    }
+}
+
+/// Hands every record to librdkafka. A record refused at hand-over names
+/// its topic; in a transaction (`transactional_id`), a send refused
+/// because an earlier record failed is explained by that record.
 async fn send_all(
-    producer: &FutureProducer<LogContext>,
-    outgoing: Vec<Outgoing>,
-) -> Result<Written, Refused> {
-    let mut deliveries = Vec::with_capacity(outgoing.len());
-    for record in &outgoing {
-        loop {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (name, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key: name,
-                    value: Some(value.as_slice()),
-                });
-            }
-            let mut future = FutureRecord::to(&record.topic).headers(headers);
-            if let Some(key) = &record.key {
-                future = future.key(key.as_slice());
-            }
-            if let Some(value) = &record.value {
-                future = future.payload(value.as_slice());
-            }
-            if let Some(partition) = record.partition {
-                future = future.partition(partition);
-            }
-            match producer.send_result(future) {
-                Ok(delivery) => {
-                    deliveries.push((record.topic.as_str(), delivery));
-                    break;
+    producer: &RunnerProducer,
+    outgoing: &[Outgoing],
+    transactional_id: Option<&str>,
+) -> Result<(), SessionError> {
+    for record in outgoing {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_slice()),
+            });
+        }
+        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).headers(headers);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            base = base.payload(value.as_slice());
+        }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
+        if let Err(error) = hand_over(producer, base).await {
+            return Err(match transactional_id {
+                Some(id) => {
+                    let tx = producer.clone();
+                    let failure = tokio::task::spawn_blocking(move || {
+                        explain_failure(&tx, error, REPORT_PATIENCE)
+                    })
+                    .await
+                    .map_err(|_| KafkaError::Canceled)?;
+                    match failure {
+                        Failure::Fenced => SessionError::Fenced(id.to_owned()),
+                        Failure::Refused(refused) => SessionError::Refused(refused),
+                        // Nothing earlier failed: the record itself is refused.
+                        Failure::Other(error) => SessionError::Refused(Refused {
+                            topic: record.topic.clone(),
+                            error,
+                        }),
+                    }
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((error, _)) => {
-                    return Err(Refused {
-                        topic: record.topic.clone(),
-                        error,
-                    });
-                }
-            }
+                None => SessionError::Refused(Refused {
+                    topic: record.topic.clone(),
+                    error,
+                }),
+            });
         }
     }
-    // Keyed by borrowed names while counting: no allocation per record.
-    let mut last: HashMap<(&str, i32), i64> = HashMap::new();
-    let mut failed = Vec::new();
-    for (topic, delivery) in deliveries {
-        let error = match delivery.await {
-            Ok(Ok(delivered)) => {
-                let at = last.entry((topic, delivered.partition)).or_insert(-1);
-                *at = (*at).max(delivered.offset);
-                continue;
-            }
-            Ok(Err((error, _))) => error,
-            Err(_) => KafkaError::Canceled,
-        };
-        failed.push(Refused {
-            topic: topic.to_owned(),
-            error,
-        });
-    }
-    if let Some(refused) = refusal::worst(failed) {
-        return Err(refused);
-    }
-    Ok(last
-        .into_iter()
-        .map(|((topic, partition), at)| ((topic.to_owned(), partition), at))
-        .collect())
+    Ok(())
 }

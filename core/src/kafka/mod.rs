@@ -12,11 +12,13 @@ pub mod record_size;
 pub mod refusal;
 pub mod topics;
 pub mod transactions;
+pub mod writer;
 
 pub use self::client::{describe_config, redacted};
-pub use self::context::{LogContext, WriterContext};
+pub use self::context::LogContext;
 pub use self::reader::{ReadError, TopicReader};
 pub use self::record_size::{RecordLimits, TooLarge, record_size};
 pub use self::refusal::{Refusals, Refused};
 pub use self::topics::{EnsuredTopic, TopicError, TopicSpec, ensure_topics, partitions};
-pub use self::transactions::{StallWatch, is_fenced, transactional_producer, transactional_writer};
+pub use self::transactions::{StallWatch, is_fenced, transactional_writer};
+pub use self::writer::{Landed, WriterContext, hand_over};

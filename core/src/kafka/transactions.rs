@@ -5,42 +5,27 @@
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
 
 use crate::config::KafkaSettings;
-use crate::kafka::{LogContext, WriterContext};
+use crate::kafka::WriterContext;
 
-/// Creates a transactional producer and runs `init_transactions`, which
+/// Creates a transactional writer and runs `init_transactions`, which
 /// fences any earlier instance with the same id and aborts its open
 /// transaction (so what is read back next is exactly what committed).
-pub async fn transactional_producer(
-    kafka: &KafkaSettings,
-    transactional_id: &str,
-    transaction_timeout: Duration,
-    defaults: &[(&str, &str)],
-) -> Result<FutureProducer<LogContext>, KafkaError> {
-    let producer: FutureProducer<LogContext> =
-        transactional_config(kafka, transactional_id, transaction_timeout, defaults)
-            .create_with_context(LogContext)?;
-    let init = producer.clone();
-    fence(move || init.init_transactions(Timeout::After(transaction_timeout))).await?;
-    Ok(producer)
-}
-
-/// A transactional writer that learns of failed deliveries from its
-/// context ([`WriterContext::take_refusal`]) rather than from a future per
-/// record: the choice of writers whose records number in the millions.
-/// Fenced like [`transactional_producer`].
+/// Deliveries are learnt from `context` ([`WriterContext`]), not from a
+/// future per record.
 pub async fn transactional_writer(
     kafka: &KafkaSettings,
     transactional_id: &str,
     transaction_timeout: Duration,
     defaults: &[(&str, &str)],
+    context: WriterContext,
 ) -> Result<ThreadedProducer<WriterContext>, KafkaError> {
     let producer: ThreadedProducer<WriterContext> =
         transactional_config(kafka, transactional_id, transaction_timeout, defaults)
-            .create_with_context(WriterContext::default())?;
+            .create_with_context(context)?;
     let init = producer.clone();
     fence(move || init.init_transactions(Timeout::After(transaction_timeout))).await?;
     Ok(producer)

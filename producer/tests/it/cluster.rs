@@ -84,7 +84,7 @@ async fn busiest(topic: &str) -> (i32, i32) {
 }
 
 /// Key and value of every committed record of `topic`, counted.
-async fn contents(topic: &str) -> BTreeMap<(Option<String>, Option<Vec<u8>>), usize> {
+async fn contents(topic: &str) -> Contents {
     let topic = topic.to_owned();
     let records = tokio::task::spawn_blocking(move || read_topic(&topic))
         .await
@@ -95,6 +95,37 @@ async fn contents(topic: &str) -> BTreeMap<(Option<String>, Option<Vec<u8>>), us
         *counts.entry((record.key, record.value)).or_insert(0) += 1;
     }
     counts
+}
+
+type Contents = BTreeMap<(Option<String>, Option<Vec<u8>>), usize>;
+
+/// What a failed exactly-once comparison needs to say: how many records
+/// are missing downstream and how many are extra (duplicates or foreign),
+/// with a few of their keys.
+fn difference(inputs: &Contents, outputs: &Contents) -> String {
+    let (mut missing, mut extra) = (Vec::new(), Vec::new());
+    for (record, &count) in inputs {
+        let out = outputs.get(record).copied().unwrap_or(0);
+        missing.extend(std::iter::repeat_n(&record.0, count.saturating_sub(out)));
+    }
+    for (record, &count) in outputs {
+        let input = inputs.get(record).copied().unwrap_or(0);
+        extra.extend(std::iter::repeat_n(&record.0, count.saturating_sub(input)));
+    }
+    let sample = |keys: &[&Option<String>]| {
+        keys.iter()
+            .take(5)
+            .map(|k| k.as_deref().unwrap_or("(no key)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{} missing downstream [{}], {} extra [{}]",
+        missing.len(),
+        sample(&missing),
+        extra.len(),
+        sample(&extra)
+    )
 }
 
 /// Waits until the processed topic holds as many records as its input.
@@ -174,9 +205,16 @@ async fn leader_kills_and_a_rolling_restart_lose_and_duplicate_nothing() {
         let (inputs, outputs) = (contents(&input).await, contents(&output).await);
         assert!(
             inputs == outputs,
-            "{output} holds each record of {input} exactly once ({} inputs, {} outputs)",
+            "{output} holds each record of {input} exactly once ({} inputs, {} outputs; {}; \
+             the processor {})",
             inputs.values().sum::<usize>(),
-            outputs.values().sum::<usize>()
+            outputs.values().sum::<usize>(),
+            difference(&inputs, &outputs),
+            match processor.try_wait() {
+                Ok(None) => "runs".to_owned(),
+                Ok(Some(status)) => format!("exited: {status}"),
+                Err(error) => format!("cannot be asked: {error}"),
+            }
         );
     }
     let producer_alive = producer.try_wait().expect("wait").is_none();

@@ -7,3 +7,4 @@ mod python_reader;
 mod registry;
 mod topic_reader;
 mod transactions;
+mod writer;

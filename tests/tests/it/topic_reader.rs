@@ -5,22 +5,23 @@
 
 use std::time::{Duration, Instant};
 
-use oda_cdc_core::kafka::{LogContext, TopicReader, transactional_producer};
+use oda_cdc_core::kafka::{TopicReader, WriterContext, transactional_writer};
 use oda_cdc_core::shutdown::CancellationToken;
 use oda_cdc_testkit::{create_topic, kafka, unique};
 use rdkafka::Offset;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::util::Timeout;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_to_the_start_time_end_beside_a_writer_that_never_rests() {
     let topic = unique("it-reader");
     create_topic(&topic, 2).await.expect("topic");
-    let writer: FutureProducer<LogContext> = transactional_producer(
+    let writer = transactional_writer(
         &kafka(),
         &unique("it-reader-tx"),
         Duration::from_secs(30),
         &[],
+        WriterContext::default(),
     )
     .await
     .expect("transactional producer");
@@ -29,15 +30,9 @@ async fn reads_to_the_start_time_end_beside_a_writer_that_never_rests() {
     for i in 0..100 {
         let value = i.to_string();
         writer
-            .send(
-                FutureRecord::to(&topic)
-                    .partition(0)
-                    .key("k")
-                    .payload(&value),
-                Timeout::Never,
-            )
-            .await
-            .expect("sent");
+            .send(BaseRecord::to(&topic).partition(0).key("k").payload(&value))
+            .map_err(|(error, _)| error)
+            .expect("handed over");
     }
     writer
         .commit_transaction(Timeout::After(Duration::from_secs(10)))
@@ -51,11 +46,8 @@ async fn reads_to_the_start_time_end_beside_a_writer_that_never_rests() {
             let mut rounds = 0u32;
             while !stop.is_cancelled() {
                 writer.begin_transaction().expect("begin");
-                let record = FutureRecord::to(&topic)
-                    .partition(0)
-                    .key("k")
-                    .payload("busy");
-                let _ = writer.send_result(record);
+                let record = BaseRecord::to(&topic).partition(0).key("k").payload("busy");
+                let _ = writer.send(record);
                 std::thread::sleep(Duration::from_millis(250));
                 writer
                     .commit_transaction(Timeout::After(Duration::from_secs(10)))
