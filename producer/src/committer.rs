@@ -12,7 +12,7 @@ use oda_cdc_core::config::KafkaSettings;
 use oda_cdc_core::health::Health;
 use oda_cdc_core::kafka::refusal::Refused;
 use oda_cdc_core::kafka::writer::{Failure, explain_failure};
-use oda_cdc_core::kafka::{StallWatch, WriterContext, hand_over, is_fenced};
+use oda_cdc_core::kafka::{StallWatch, WriterContext, delivered, hand_over, is_fenced};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -215,6 +215,8 @@ impl Committer {
         let _ = self.producer.context().take_refusal();
         let failed = match self.write(group).await {
             Ok(updated) => {
+                // The commit then flushes nothing (and so waits for nothing).
+                delivered(&self.producer, TXN_TIMEOUT).await;
                 let producer = self.producer.clone();
                 // Commit flushes first, and fails if any record failed: the
                 // delivery reports have all been seen when it returns.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use oda_cdc_core::kafka::writer::{Failure, explain_failure};
-use oda_cdc_core::kafka::{Refused, WriterContext, hand_over};
+use oda_cdc_core::kafka::{Refused, WriterContext, delivered, hand_over};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -76,6 +76,8 @@ pub(super) async fn write(
             let sent = async {
                 send_all(&producer, &outgoing, Some(&id)).await?;
                 drop(outgoing);
+                // The commit then flushes nothing (and so waits for nothing).
+                delivered(&producer, TRANSACTION_TIMEOUT).await;
                 let tx = producer.clone();
                 let id = id.clone();
                 tokio::task::spawn_blocking(move || {
@@ -114,6 +116,7 @@ pub(super) async fn write(
             let _ = producer.context().take_landed();
             send_all(&producer, &outgoing, None).await?;
             drop(outgoing);
+            delivered(&producer, DELIVERY_PATIENCE).await;
             let flushed = producer.clone();
             let written = tokio::task::spawn_blocking(move || {
                 // Each record ends delivered or failed within
@@ -150,6 +153,7 @@ pub(super) async fn write_then_store<P: Processor>(
     let _ = producer.context().take_landed();
     send_all(&producer, &outgoing, None).await?;
     drop(outgoing);
+    delivered(&producer, DELIVERY_PATIENCE).await;
     let written = tokio::task::spawn_blocking(move || {
         producer.flush(Timeout::Never)?;
         Ok::<_, KafkaError>(settle(&producer))
@@ -190,6 +194,10 @@ fn settle(producer: &RunnerProducer) -> Result<Written, SessionError> {
         None => Ok(context.take_landed()),
     }
 }
+
+/// How long an acknowledged batch is awaited without blocking a thread;
+/// past it the flush waits (each record ends within `message.timeout.ms`).
+const DELIVERY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How long the reports of a flushed batch may take to run: their queue
 /// is empty by then, so anything near this is a stuck polling thread.

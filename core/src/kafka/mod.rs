@@ -21,4 +21,4 @@ pub use self::record_size::{RecordLimits, TooLarge, record_size};
 pub use self::refusal::{Refusals, Refused};
 pub use self::topics::{EnsuredTopic, TopicError, TopicSpec, ensure_topics, partitions};
 pub use self::transactions::{StallWatch, is_fenced, transactional_writer};
-pub use self::writer::{Landed, WriterContext, hand_over};
+pub use self::writer::{Landed, WriterContext, delivered, hand_over};

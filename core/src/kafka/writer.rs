@@ -214,3 +214,24 @@ pub fn explain_failure(
         None => Failure::Other(error),
     }
 }
+
+/// Waits until librdkafka holds nothing of this writer's (every record
+/// handed over delivered or failed, and its report run), or `patience`
+/// passes (false). Call it before a flush or a commit: rust-rdkafka's
+/// flush polls the report queue itself, up to 100 ms at a time, and with
+/// the polling thread emptying that queue first it sits out those 100 ms
+/// in full, once per batch (the runner ran at 58% of its rate with it).
+pub async fn delivered(producer: &ThreadedProducer<WriterContext>, patience: Duration) -> bool {
+    let started = Instant::now();
+    loop {
+        if producer.in_flight_count() == 0
+            && producer.context().unreported.load(Ordering::Acquire) <= 0
+        {
+            return true;
+        }
+        if started.elapsed() > patience {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
