@@ -113,19 +113,7 @@ pub(super) async fn write(
             sent
         }
         Writer::Acknowledged(_) => {
-            let _ = producer.context().take_landed();
-            send_all(&producer, &outgoing, None).await?;
-            drop(outgoing);
-            delivered(&producer, DELIVERY_PATIENCE).await;
-            let flushed = producer.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                // Each record ends delivered or failed within
-                // `message.timeout.ms`: the flush needs no deadline of its own.
-                flushed.flush(Timeout::Never)?;
-                Ok::<_, KafkaError>(settle(&flushed))
-            })
-            .await
-            .map_err(|_| KafkaError::Canceled)???;
+            let written = acknowledged(&producer, outgoing).await?;
             if positions.count() > 0 {
                 let consumer = Arc::clone(consumer);
                 tokio::task::spawn_blocking(move || consumer.commit(&positions, CommitMode::Sync))
@@ -149,17 +137,7 @@ pub(super) async fn write_then_store<P: Processor>(
     outgoing: Vec<Outgoing>,
     offsets: &HashMap<(String, i32), i64>,
 ) -> Result<Written, SessionError> {
-    let producer = writer.producer().clone();
-    let _ = producer.context().take_landed();
-    send_all(&producer, &outgoing, None).await?;
-    drop(outgoing);
-    delivered(&producer, DELIVERY_PATIENCE).await;
-    let written = tokio::task::spawn_blocking(move || {
-        producer.flush(Timeout::Never)?;
-        Ok::<_, KafkaError>(settle(&producer))
-    })
-    .await
-    .map_err(|_| KafkaError::Canceled)???;
+    let written = acknowledged(writer.producer(), outgoing).await?;
     processor
         .store(offsets)
         .await
@@ -171,6 +149,27 @@ pub(super) async fn write_then_store<P: Processor>(
         tracing::debug!(%error, "Committing the group's offsets (for lag tools) failed.");
     }
     Ok(written)
+}
+
+/// Sends a batch and waits until every record is acknowledged: where
+/// they landed, or the worst refusal.
+async fn acknowledged(
+    producer: &RunnerProducer,
+    outgoing: Vec<Outgoing>,
+) -> Result<Written, SessionError> {
+    let _ = producer.context().take_landed();
+    send_all(producer, &outgoing, None).await?;
+    drop(outgoing);
+    delivered(producer, DELIVERY_PATIENCE).await;
+    let flushed = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        // Each record ends delivered or failed within `message.timeout.ms`:
+        // the flush needs no deadline of its own.
+        flushed.flush(Timeout::Never)?;
+        Ok::<_, KafkaError>(settle(&flushed))
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)??
 }
 
 fn positions(offsets: &HashMap<(String, i32), i64>) -> Result<TopicPartitionList, KafkaError> {
