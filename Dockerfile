@@ -25,8 +25,10 @@ FROM rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92e
 
 # librdkafka is compiled from source by rdkafka-sys (feature cmake-build) and
 # links OpenSSL, libcurl (OAUTHBEARER/OIDC) and zlib dynamically; zstd is
-# built in. libsasl2-dev is only needed if the GSSAPI feature is switched on;
-# it is kept so that change needs no Dockerfile edit.
+# built in. jemalloc, the services' allocator, is compiled from source by
+# tikv-jemalloc-sys (configure and make, from build-essential) with the
+# options in .cargo/config.toml. libsasl2-dev is only needed if the GSSAPI
+# feature is switched on; it is kept so that change needs no Dockerfile edit.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config \

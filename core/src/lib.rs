@@ -11,7 +11,6 @@ pub mod config;
 pub mod dead_letter;
 pub mod health;
 pub mod kafka;
-pub mod memory;
 pub mod metrics;
 pub mod oda;
 pub mod progress;

@@ -113,9 +113,6 @@ pub(crate) fn topic_specs(topics: &Topics, plans: &[EntityPlan]) -> Vec<TopicSpe
     specs
 }
 
-/// How often freed heap goes back to the system.
-const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(15);
-
 /// Batches (pages) waiting for the committer while it commits the last
 /// transaction. 64 pages are 6,400 records, about 0.1 s of a snapshot at
 /// full speed, enough to cover a commit; every page queued beyond that is
@@ -132,9 +129,6 @@ pub async fn run(
     let metrics = Metrics::register(&service.registry).context("registering metrics")?;
     let client_metrics =
         ClientMetrics::register(&service.registry).context("registering metrics")?;
-
-    // Snapshots leave freed memory in glibc's arenas (core::memory).
-    oda_cdc_core::memory::trim_periodically(MEMORY_TRIM_INTERVAL, shutdown.clone());
 
     let plans = entity_plans(&settings, &service.topics)?;
     let entities: Vec<String> = plans.iter().map(|p| p.entity.clone()).collect();

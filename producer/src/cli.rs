@@ -72,8 +72,6 @@ enum SchemasCommand {
 /// The whole `oda-producer` binary: flags, configuration (exit 2 on a bad
 /// key), logging, then the command; exit codes of contract.md#exit-codes.
 pub fn main() -> ExitCode {
-    // Before the runtime's threads exist (see `cap_arenas`).
-    oda_cdc_core::memory::cap_arenas(2);
     let args = Args::parse();
     run_to_exit(run(args))
 }

@@ -1,9 +1,10 @@
 //! `oda-passthrough`: see `oda-passthrough --help`.
 
-/// Processors allocate per record (decoded events, outputs): mimalloc
-/// keeps that off the hot path's profile.
+/// One allocator for the whole process, librdkafka's buffers included:
+/// with glibc's malloc under librdkafka, the pass-through ran a quarter
+/// slower (docs/BENCHMARKS.md, "One allocator for the processors too").
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     oda_consumers::main::<oda_consumers::processors::passthrough::Passthrough>()

@@ -6,10 +6,11 @@ use clap::Parser;
 use oda_cdc_core::cli::{Failure, run_to_exit};
 use oda_consumers::processors::pgsink::{PgSink, rebuild};
 
-/// Processors allocate per record (decoded events, rows): mimalloc keeps
-/// that off the hot path's profile.
+/// One allocator for the whole process, librdkafka's buffers included:
+/// with glibc's malloc under librdkafka, the pass-through ran a quarter
+/// slower (docs/BENCHMARKS.md, "One allocator for the processors too").
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Mirrors the entity topics into PostgreSQL, exactly once.
 #[derive(Debug, Parser)]

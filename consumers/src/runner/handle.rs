@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use oda_cdc_core::dead_letter::{self, ErrorKind, Letter, Origin, headers as dlq};
 use oda_cdc_core::kafka::{RecordLimits, TooLarge, record_size};
 use oda_model::event::headers as event_headers;
-use rdkafka::message::{Message, OwnedMessage};
 
 use super::decode::DecodeError;
 use super::processor::{Input, ProcessError, Processor};
+use super::received::Received;
 use super::write::Outgoing;
 use super::{SessionError, Shared};
 
@@ -29,6 +29,16 @@ impl Targets {
             defaults: HashMap::new(),
             limits,
         }
+    }
+
+    /// The processor's output topic for records of `input`, worked out
+    /// once per input topic.
+    fn default_topic<P: Processor>(&mut self, shared: &Shared, input: &str) -> &str {
+        if !self.defaults.contains_key(input) {
+            let topic = P::output_topic(&shared.context.settings, &shared.context.topics, input);
+            self.defaults.insert(input.to_owned(), topic);
+        }
+        self.defaults.get(input).map_or("", String::as_str)
     }
 
     fn check(&self, record: &Outgoing) -> Result<(), TooLarge> {
@@ -57,27 +67,20 @@ fn size(record: &Outgoing, with_value: bool) -> usize {
 pub(super) async fn handle<P: Processor>(
     shared: &Shared,
     processor: &mut P,
-    message: &OwnedMessage,
+    message: &Received,
     targets: &mut Targets,
     retry_budget: &mut Duration,
     outgoing: &mut Vec<Outgoing>,
 ) -> Result<(), SessionError> {
     let started = Instant::now();
-    let headers = dead_letter::owned_headers(message);
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    };
-    let earlier = dead_letter::earlier_attempts(&headers);
-    let decoded = if processor.decodes(message.topic()) {
+    let earlier = dead_letter::earlier_attempts(&message.headers);
+    let decoded = if processor.decodes(&message.topic) {
         shared
             .decoder
             .decode(
-                message.payload(),
-                header(event_headers::CONTENT_TYPE),
-                header(event_headers::ENTITY),
+                message.payload.as_deref(),
+                message.header(event_headers::CONTENT_TYPE),
+                message.header(event_headers::ENTITY),
             )
             .await
     } else {
@@ -90,7 +93,6 @@ pub(super) async fn handle<P: Processor>(
                 shared,
                 &targets.limits,
                 message,
-                &headers,
                 ErrorKind::Decode,
                 &reason,
                 earlier + 1,
@@ -99,15 +101,14 @@ pub(super) async fn handle<P: Processor>(
         }
         Err(unavailable) => return Err(unavailable.into()),
     };
-    let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
     let input = Input {
-        topic: message.topic(),
-        partition: message.partition(),
-        offset: message.offset(),
-        timestamp: message.timestamp().to_millis(),
-        key,
-        value: message.payload(),
-        headers: &headers,
+        topic: &message.topic,
+        partition: message.partition,
+        offset: message.offset,
+        timestamp: message.timestamp,
+        key: message.key_text(),
+        value: message.payload.as_deref(),
+        headers: &message.headers,
         event: event.as_ref(),
     };
     let mut attempts = 0;
@@ -132,31 +133,20 @@ pub(super) async fn handle<P: Processor>(
         }
     };
     shared
-        .metrics
+        .per_record
         .duration
-        .with_label_values(&[P::NAME])
         .observe(started.elapsed().as_secs_f64());
     let outcome = outcome.and_then(|outputs| {
-        let default_topic = targets
-            .defaults
-            .entry(message.topic().to_owned())
-            .or_insert_with(|| {
-                P::output_topic(
-                    &shared.context.settings,
-                    &shared.context.topics,
-                    message.topic(),
-                )
-            })
-            .clone();
+        let default_topic = targets.default_topic::<P>(shared, &message.topic);
         let records: Vec<Outgoing> = outputs
             .into_iter()
             .map(|output| Outgoing {
-                topic: output.topic.unwrap_or_else(|| default_topic.clone()),
+                topic: output.topic.unwrap_or_else(|| default_topic.to_owned()),
                 partition: output.partition,
                 key: output
                     .key
                     .map(String::into_bytes)
-                    .or_else(|| message.key().map(<[u8]>::to_vec)),
+                    .or_else(|| message.key.clone()),
                 value: output.value,
                 headers: output.headers,
             })
@@ -175,17 +165,13 @@ pub(super) async fn handle<P: Processor>(
     match outcome {
         Ok(records) => {
             outgoing.extend(records);
-            shared
-                .metrics
-                .records
-                .with_label_values(&[P::NAME, "processed"])
-                .inc();
+            shared.per_record.processed.inc();
         }
         Err((kind, reason)) => {
             tracing::warn!(
-                topic = message.topic(),
-                partition = message.partition(),
-                offset = message.offset(),
+                topic = message.topic,
+                partition = message.partition,
+                offset = message.offset,
                 kind = kind.as_str(),
                 %reason,
                 "Record dead-lettered."
@@ -194,7 +180,6 @@ pub(super) async fn handle<P: Processor>(
                 shared,
                 &targets.limits,
                 message,
-                &headers,
                 kind,
                 &reason,
                 earlier + attempts,
@@ -215,8 +200,7 @@ fn backoff(attempt: u32) -> Duration {
 fn letter<P: Processor>(
     shared: &Shared,
     limits: &RecordLimits,
-    message: &OwnedMessage,
-    headers: &[(String, Vec<u8>)],
+    message: &Received,
     kind: ErrorKind,
     reason: &str,
     attempts: u32,
@@ -233,24 +217,24 @@ fn letter<P: Processor>(
         message: reason,
         attempts,
         origin: Some(Origin {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
+            topic: &message.topic,
+            partition: message.partition,
+            offset: message.offset,
             group: &shared.group,
         }),
     };
     let mut record = Outgoing {
         topic: shared.context.topics.dlq().to_owned(),
         partition: None,
-        key: message.key().map(<[u8]>::to_vec),
+        key: message.key.clone(),
         value: None,
-        headers: dead_letter::letter_headers(headers, &letter),
+        headers: dead_letter::letter_headers(&message.headers, &letter),
     };
     let (value, omitted) = dead_letter::fit_value(
         limits,
         &record.topic,
         size(&record, false),
-        message.payload().map(<[u8]>::to_vec),
+        message.payload.clone(),
     );
     record.value = value;
     if let Some(note) = omitted {

@@ -3,7 +3,7 @@
 use oda_cdc_core::metrics::{
     counter_vec, dead_letters, histogram_vec, int_gauge_vec, transactions,
 };
-use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Registry};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -60,6 +60,14 @@ impl Metrics {
         })
     }
 
+    /// The series of `processor` that every record touches.
+    pub fn per_record(&self, processor: &str) -> PerRecord {
+        PerRecord {
+            processed: self.records.with_label_values(&[processor, "processed"]),
+            duration: self.duration.with_label_values(&[processor]),
+        }
+    }
+
     /// Creates the series alerts watch at zero, so `increase()` sees the
     /// first dead letter or abort.
     pub fn prime(&self, processor: &str) {
@@ -75,4 +83,12 @@ impl Metrics {
             self.transactions.with_label_values(&[outcome]);
         }
     }
+}
+
+/// A processor's per-record series, looked up once: a labelled lookup
+/// hashes its labels and takes a lock, which showed per record.
+#[derive(Debug, Clone)]
+pub struct PerRecord {
+    pub processed: IntCounter,
+    pub duration: Histogram,
 }

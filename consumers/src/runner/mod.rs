@@ -20,6 +20,7 @@ mod context;
 mod handle;
 mod inputs;
 mod membership;
+mod received;
 mod registry_watch;
 mod session;
 mod write;
@@ -43,7 +44,7 @@ use rdkafka::error::KafkaError;
 
 use self::decode::{DecodeError, Decoder};
 use self::membership::Membership;
-use self::metrics::Metrics;
+use self::metrics::{Metrics, PerRecord};
 use self::processor::{Context, Processor};
 use self::registry_watch::{RegistryWatch, Verdict};
 use self::session::session;
@@ -180,6 +181,7 @@ pub async fn run<P: Processor>(
             health: service.health.clone(),
             shutdown: shutdown.clone(),
         },
+        per_record: metrics.per_record(P::NAME),
         metrics,
         decoder,
     };
@@ -272,6 +274,8 @@ struct Shared {
     delivery: Delivery,
     context: Context,
     metrics: Metrics,
+    /// The series every record touches, resolved once.
+    per_record: PerRecord,
     decoder: Decoder,
 }
 

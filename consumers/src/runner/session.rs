@@ -12,7 +12,6 @@ use oda_cdc_core::kafka::{RecordLimits, WriterContext, is_fenced, transactional_
 use oda_cdc_core::shutdown::CancellationToken;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -20,6 +19,7 @@ use super::context::RunnerContext;
 use super::handle::{Targets, handle};
 use super::membership::SESSION_TIMEOUT_MS;
 use super::processor::{Processor, Unusable};
+use super::received::Received;
 use super::write::{Outgoing, Writer, write, write_then_store};
 use super::{
     LINGER, MAX_BATCH, PRODUCER_TUNING, RETRY_BUDGET, SessionError, Shared, TRANSACTION_TIMEOUT,
@@ -135,7 +135,9 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
             }
         }
         let mut outgoing = Vec::with_capacity(batch.len());
-        let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+        // Borrowing the batch's topic names: one copy per partition below,
+        // not one per record.
+        let mut ends: HashMap<(&str, i32), i64> = HashMap::new();
         let mut retry_budget = RETRY_BUDGET;
         for message in &batch {
             handle::<P>(
@@ -147,11 +149,15 @@ pub(super) async fn session<P: Processor>(shared: &Shared) -> Result<(), Session
                 &mut outgoing,
             )
             .await?;
-            offsets.insert(
-                (message.topic().to_owned(), message.partition()),
-                message.offset() + 1,
+            ends.insert(
+                (message.topic.as_str(), message.partition),
+                message.offset + 1,
             );
         }
+        let mut offsets: HashMap<(String, i32), i64> = ends
+            .into_iter()
+            .map(|((topic, partition), next)| ((topic.to_owned(), partition), next))
+            .collect();
         if P::STORES_POSITIONS {
             // Past the transaction markers that follow the batch: the
             // stored position then equals the partition's end once the
@@ -317,7 +323,7 @@ async fn read_batch(
     consumer: &StreamConsumer<RunnerContext>,
     shutdown: &CancellationToken,
     tick: Option<Duration>,
-) -> Result<Option<Vec<OwnedMessage>>, SessionError> {
+) -> Result<Option<Vec<Received>>, SessionError> {
     let rebalances = || consumer.context().rebalances.load(Ordering::SeqCst);
     let mut batch = Vec::new();
     let mut seen = rebalances();
@@ -359,7 +365,7 @@ async fn read_batch(
         }
         match received {
             Some(Ok(message)) => {
-                batch.push(message.detach());
+                batch.push(Received::copy_of(&message));
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
             }
             Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
