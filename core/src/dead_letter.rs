@@ -141,12 +141,17 @@ pub fn fit_value(
 /// Attempts a record already had before this run (a redriven letter
 /// carries its count), so the count goes on rather than restarting.
 pub fn earlier_attempts(headers: &[(String, Vec<u8>)]) -> u32 {
-    headers
-        .iter()
-        .find(|(n, _)| n == headers::ATTEMPTS)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    header_text(headers, headers::ATTEMPTS)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The first header named `name`, as text; `None` when absent or not UTF-8.
+pub fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// A consumed record's headers for its letter: the original ones without

@@ -36,10 +36,7 @@ pub struct Input<'a> {
 impl Input<'_> {
     /// The value of a header, as text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        oda_cdc_core::dead_letter::header_text(self.headers, name)
     }
 }
 

@@ -3,7 +3,7 @@
 //! detached message's header list nor a second copy of it is made per
 //! record.
 
-use oda_cdc_core::dead_letter::owned_headers;
+use oda_cdc_core::dead_letter::{header_text, owned_headers};
 use rdkafka::message::{BorrowedMessage, Message};
 
 /// One input record.
@@ -41,9 +41,6 @@ impl Received {
 
     /// A header's value as text.
     pub(super) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        header_text(&self.headers, name)
     }
 }
